@@ -1,0 +1,58 @@
+"""Moving bytes through presigned URLs: the only way measure actions touch storage."""
+
+from __future__ import annotations
+
+import requests
+
+from qmroct.errors import QmroctError, ScanTooLarge
+
+DEFAULT_TIMEOUT = (5, 120)
+CHUNK = 1 << 20
+
+
+class TransferError(QmroctError):
+    """A presigned GET or PUT failed (expired, refused, or the connection dropped)."""
+
+
+def _redact(url: str) -> str:
+    # Presigned URLs carry their signature in the query; never log it.
+    return url.split("?", 1)[0]
+
+
+def download(url: str, *, max_bytes: int, session: requests.Session | None = None) -> bytes:
+    """GET one object by presigned URL, refusing more than ``max_bytes`` while streaming."""
+    http = session or requests
+    try:
+        with http.get(url, stream=True, timeout=DEFAULT_TIMEOUT) as resp:
+            if resp.status_code != 200:
+                raise TransferError(
+                    f"GET {_redact(url)} answered {resp.status_code}: {resp.text[:200]}"
+                )
+            declared = int(resp.headers.get("Content-Length") or 0)
+            if declared > max_bytes:
+                raise ScanTooLarge(
+                    _redact(url), f"{declared} bytes is over the limit of {max_bytes}"
+                )
+            buf = bytearray()
+            for chunk in resp.iter_content(CHUNK):
+                buf += chunk
+                if len(buf) > max_bytes:
+                    raise ScanTooLarge(_redact(url), f"more than {max_bytes} bytes")
+            return bytes(buf)
+    except requests.RequestException as exc:
+        raise TransferError(f"GET {_redact(url)} failed: {exc}") from exc
+
+
+def upload(
+    url: str, data: bytes, *, content_type: str, session: requests.Session | None = None
+) -> None:
+    """PUT bytes to a presigned URL. Content-Type is explicit: S3 servers sign or store it."""
+    http = session or requests
+    try:
+        resp = http.put(
+            url, data=data, headers={"Content-Type": content_type}, timeout=DEFAULT_TIMEOUT
+        )
+    except requests.RequestException as exc:
+        raise TransferError(f"PUT {_redact(url)} failed: {exc}") from exc
+    if resp.status_code not in (200, 201, 204):
+        raise TransferError(f"PUT {_redact(url)} answered {resp.status_code}: {resp.text[:200]}")
