@@ -1,0 +1,1 @@
+"""Writers: DICOM Ophthalmic Tomography, DICOM Secondary Capture, Spectralis .vol."""

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs qmroct with its test extras into .venv, starts a throwaway PostgreSQL, and runs the
+# whole test suite. This is the README's test line and exactly what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"
+# A real PostgreSQL server for the ledger tests (installed from Debian's packages if missing).
+eval "$(bash infra/postgres/start-test-server.sh)"
+export QMROCT_TEST_PG_DSN
+.venv/bin/python -m ruff check .
+set +e
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+rc=$?
+set -e
+bash infra/postgres/start-test-server.sh --stop >/dev/null 2>&1 || true
+exit $rc
