@@ -1,0 +1,1 @@
+"""Storage: the job ledger and catalog (SQLite embedded, PostgreSQL in production)."""

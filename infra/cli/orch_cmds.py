@@ -1,9 +1,147 @@
-"""Commands of this area."""
+"""Commands of the orchestration area: publish and retire measures, show results, bench backfill."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import click
+from qmroct.config import Settings, load_settings
+
+
+def _store(settings: Settings) -> Any:
+    from qmroct.objectstore import open_store
+
+    return open_store(
+        settings.store, settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key
+    )
+
+
+def _ledger(settings: Settings) -> Any:
+    from qmroct.storage.ledger import Ledger
+
+    return Ledger.open(settings.effective_ledger_url())
+
+
+def _publish(name: str, version: str, state: str, fields: dict[str, Any]) -> None:
+    from qmroct.orchestration.publication import publish_measure
+    from qmroct.storage.buckets import measure_key
+
+    settings = load_settings()
+    pub = publish_measure(
+        _store(settings), name, version, state=state, bucket=settings.measures_bucket, **fields
+    )
+    click.echo(
+        f"{pub.state} {pub.name} {pub.version}: s3://{settings.measures_bucket}/"
+        f"{measure_key(name, version)}"
+    )
+
+
+def publish_cmd(name: str, version: str, action: str | None, requires: tuple[str, ...]) -> None:
+    """Publish measure NAME at --version: every stored scan is recomputed (backfill).
+
+    Writes s3://oct-measures/NAME/VERSION.json; its bucket event starts on-measure-published.
+    """
+    fields: dict[str, Any] = {}
+    if action:
+        fields["action"] = action
+    if requires:
+        fields["requires"] = list(requires)
+    _publish(name, version, "published", fields)
+
+
+def retire_cmd(name: str, version: str) -> None:
+    """Retire measure NAME at --version: no new jobs; every stored result is kept."""
+    _publish(name, version, "retired", {})
+
+
+def results_cmd(scan: str, history: bool, as_json: bool) -> None:
+    """Results of SCAN (content hash, hash prefix, or bucket/key), current or with --history."""
+    ledger = _ledger(load_settings())
+    try:
+        found = ledger.catalog.find_scans(scan)
+        hashes = [s.scan_hash for s in found] or ([scan] if len(scan) == 64 else [])
+        if len(hashes) > 1:
+            raise click.ClickException(
+                f"{scan!r} matches {len(hashes)} scans: " + ", ".join(h[:16] for h in hashes[:5])
+            )
+        rows = ledger.results(hashes[0], history=history) if hashes else []
+    finally:
+        ledger.close()
+    if not rows:
+        raise click.ClickException(f"no results for {scan!r}")
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return
+    click.echo(f"scan {rows[0].scan_hash}")
+    for r in rows:
+        where = "current" if r.current else f"archived ({r.superseded_reason})"
+        values = ", ".join(f"{k}={v}" for k, v in r.values.items())
+        verdicts = " ".join(f"{v.criterion}:{v.verdict.value}" for v in r.verdicts)
+        click.echo(f"  {r.measure} {r.version} [{r.status.value}] {where}")
+        if values:
+            click.echo(f"      {values}")
+        if verdicts:
+            click.echo(f"      {verdicts}")
+        if r.error:
+            click.echo(f"      error: {r.error}")
+
+
+def bench_backfill_cmd(scans: int, cap: int, measure: str, as_json: bool) -> None:
+    """Publish a new measure version over N stored scans on the embedded stack; print figures."""
+    try:
+        from qmroct.embedded import bench_stack  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise click.ClickException(f"the embedded stack has no bench_stack yet: {exc}") from exc
+    from qmroct.orchestration.bench import run_backfill_bench
+
+    with bench_stack(scans=scans, cap=cap) as stack:
+        figures = run_backfill_bench(
+            stack.ledger,
+            stack.store,
+            stack.ow,
+            measure=measure,
+            version=stack.next_version(measure),
+            scans=scans,
+            cap=cap,
+        )
+    if as_json:
+        click.echo(figures.model_dump_json())
+    else:
+        for k, v in figures.model_dump().items():
+            click.echo(f"{k:>16}: {v}")
 
 
 def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
     """Add this module's commands to the ``qmroct`` command tree."""
+    measure, bench = groups["measure"], groups["bench"]
+    measure.command("publish")(
+        click.argument("name")(
+            click.option("--version", "version", required=True, help="semantic version")(
+                click.option("--action", default=None, help="action to invoke (run-NAME)")(
+                    click.option(
+                        "--requires", multiple=True, help="derived product needed (repeat)"
+                    )(publish_cmd)
+                )
+            )
+        )
+    )
+    measure.command("retire")(
+        click.argument("name")(click.option("--version", "version", required=True)(retire_cmd))
+    )
+    cli.command("results")(
+        click.argument("scan")(
+            click.option("--history", is_flag=True, help="archived values too")(
+                click.option("--json", "as_json", is_flag=True)(results_cmd)
+            )
+        )
+    )
+    bench.command("backfill")(
+        click.option("--scans", type=int, default=100, show_default=True)(
+            click.option("--cap", type=int, default=4, show_default=True)(
+                click.option("--measure", default="signal", show_default=True)(
+                    click.option("--json", "as_json", is_flag=True)(bench_backfill_cmd)
+                )
+            )
+        )
+    )

@@ -1,9 +1,116 @@
-"""Commands of this area."""
+"""Commands of the embedded OpenWhisk runtime: build, activations, bench runtime."""
 
 from __future__ import annotations
 
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
 import click
+from qmroct.errors import QmroctError
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(str(exc)) from exc
+
+
+@click.command("build")
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=Path),
+    default=Path("manifest.yaml"),
+    show_default=True,
+    help="the wskdeploy manifest",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("build/actions"),
+    show_default=True,
+    help="where the <action>.zip files go",
+)
+@click.option(
+    "--with-virtualenv",
+    is_flag=True,
+    help="embed virtualenv/ with the runtime deps (for the stock python runtime)",
+)
+@click.option(
+    "--requirements",
+    type=click.Path(path_type=Path),
+    default=Path("layers/requirements-runtime.txt"),
+    show_default=True,
+    help="the deps --with-virtualenv installs",
+)
+def build_cmd(manifest: Path, out: Path, with_virtualenv: bool, requirements: Path) -> None:
+    """Write one deterministic zip per manifest action (what `wsk action update` receives)."""
+    from qmroct.runtime.actionzip import build_actions, find_pyproject
+    from qmroct.runtime.manifest import load_manifest
+
+    try:
+        parsed = load_manifest(manifest, dict(os.environ))
+        built = build_actions(
+            parsed,
+            out,
+            find_pyproject(manifest.resolve().parent),
+            with_virtualenv=with_virtualenv,
+            requirements=requirements if with_virtualenv else None,
+        )
+    except QmroctError as exc:
+        _fail(exc)
+    for b in built:
+        click.echo(f"{b.name:<26} {b.size:>10,} bytes  sha256:{b.sha256[:16]}  {b.path}")
+
+
+@click.command("activations")
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="the runtime's home folder (default: QMROCT_HOME or .qmroct)",
+)
+@click.option("--name", default=None, help="only this action")
+@click.option("--limit", type=int, default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="full records as JSON")
+def activations_cmd(home: Path | None, name: str | None, limit: int, as_json: bool) -> None:
+    """List activation records of the embedded runtime, newest first."""
+    from qmroct.config import load_settings
+    from qmroct.runtime.records import ActivationStore
+
+    folder = home or load_settings().home
+    if not (folder / "activations").is_dir():
+        raise click.ClickException(f"{folder}: no activation records (is this the runtime home?)")
+    records = ActivationStore(folder).list(name=name, limit=limit)
+    if as_json:
+        click.echo(json.dumps([r.model_dump(exclude_none=True) for r in records], indent=2))
+        return
+    for r in records:
+        when = datetime.fromtimestamp(r.start / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        cold = "cold" if r.annotation("initTime") is not None else "warm"
+        click.echo(
+            f"{when} {r.activationId} {r.name:<28} {r.response.status:<22} "
+            f"{r.duration:>7} ms {cold}"
+        )
+
+
+@click.command("runtime")
+@click.option("--runs", type=int, default=50, show_default=True, help="warm activations")
+@click.option("--json", "as_json", is_flag=True)
+def bench_runtime_cmd(runs: int, as_json: bool) -> None:
+    """Warm and cold activation overhead of the embedded runtime, against the targets."""
+    from qmroct.runtime.bench import run_bench
+
+    figures = run_bench(runs=runs)
+    if as_json:
+        data = figures.model_dump()
+        data.update(vm_ratio=figures.vm_ratio, docker_ratio=figures.docker_ratio)
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo("\n".join(figures.lines()))
 
 
 def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
     """Add this module's commands to the ``qmroct`` command tree."""
+    cli.add_command(build_cmd)
+    cli.add_command(activations_cmd)
+    groups["bench"].add_command(bench_runtime_cmd)

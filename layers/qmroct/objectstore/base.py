@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -73,3 +73,33 @@ class ObjectStore(Protocol):
         expires: timedelta = timedelta(hours=1),
         content_type: str = "application/octet-stream",
     ) -> str: ...
+
+
+class PartInfo(NamedTuple):
+    """One uploaded part of a multipart upload (a plain tuple: number, etag, size)."""
+
+    part_number: int
+    etag: str
+    size: int
+
+
+class MultipartStore(Protocol):
+    """Optional capability: resumable multipart uploads (S3 semantics, parts of >= 5 MiB
+    except the last, at most 10000 parts). ``list_parts`` tells a resuming client what is
+    already there."""
+
+    def start_multipart(
+        self, bucket: str, key: str, content_type: str, metadata: dict[str, str] | None
+    ) -> str: ...
+
+    def upload_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes
+    ) -> str: ...
+
+    def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]: ...
+
+    def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> ObjectInfo: ...
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None: ...

@@ -1,13 +1,50 @@
-"""Synthetic OCT scans with known, injected defects (the ground truth for every measure)."""
+"""Synthetic OCT scans with known, injected defects: the ground truth for every measure.
+
+A phantom is a layered retina rendered in linear reflectivity, like a Spectralis raw export:
+
+- bands from the vitreous down: RNFL, GCL+IPL, INL, OPL, ONL, ELM, myoid zone, EZ, outer
+  segments, IZ, RPE/Bruch's membrane, choroid (fading with depth) and sclera, with relative
+  reflectivities taken from published Spectralis intensity profiles (RPE > EZ > RNFL > OPL ~ IPL
+  > ELM > INL > ONL);
+- a foveal pit for macular patterns (inner layers vanish, the ONL thickens), an RNFL following the
+  TSNIT double hump for ring scans around the optic disc;
+- vessel shadows (vessels are bright in the inner retina and attenuate everything below),
+  multiplicative speckle (gamma, as after averaging several frames) and an additive noise floor;
+- an SLO fundus image (uint8 values) with an optic disc, vessels and the scan's position on it.
+
+Every pixel is a multiple of 2**-16, so the phantom passes bit-identically through both writers
+(.vol float32 and DICOM OPT 16-bit with an exact power-of-two scale). Output is deterministic for
+a given pattern, defect set, seed and size.
+
+Sizes: ``small`` (fast tests: volume 16 x 256 x 256 with 7.74 um axial pixels, line and ring
+1 x 496 x 512) and ``paper`` (volume 25 x 496 x 512 = 25 MB float32, line and ring 1 x 496 x 768).
+
+Each defect takes a severity in [0, 1]; :data:`DEFECT_DOCS` and the ``_defect_*`` docstrings
+give the mapping to physical units, which :class:`PhantomTruth` records in ``physical``.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
+from scipy import ndimage
 
-from qmroct.oct.model import Scan
+from qmroct.oct.model import (
+    BscanPosition,
+    IntensityScale,
+    Point,
+    RingGeometry,
+    Scan,
+    ScanMeta,
+    ScanPattern,
+    Spacing,
+)
 
 DEFECTS: tuple[str, ...] = (
     "low_signal",
@@ -24,6 +61,54 @@ DEFECTS: tuple[str, ...] = (
     "shadowing",
     "layer_artefact",
 )
+
+DEFECT_DOCS: dict[str, str] = {
+    "low_signal": "signal attenuated by 20*s dB against a fixed noise floor (signal_loss_db)",
+    "blur": "Gaussian defocus, sigma 3.5*s px on both axes (blur_fwhm_um, axial)",
+    "decentration": "fovea moved 1000*s um from the scan centre (fovea_offset_um); macular only",
+    "ring_offset": "ring centre moved 0.5*s disc diameters from the disc centre "
+    "(ring_offset_ratio, ring_offset_um); ring only",
+    "tilt": "retina tilted by 12*s degrees in physical units across the B-scan (tilt_deg)",
+    "cutoff_top": "retina raised until the ILM is 60*s um above the image top (top_overshoot_um)",
+    "cutoff_bottom": "retina lowered until BM is 60*s um below the image bottom "
+    "(bottom_overshoot_um)",
+    "blink": "volumes: round(1 + 0.25*s*(n-1)) consecutive B-scans lose all signal (blink_bscans);"
+    " one B-scan: 30*s % of the A-scans go dark (blink_fraction)",
+    "axial_motion": "volumes: a saccade moves later B-scans by 150*s um axially; one B-scan: a "
+    "step of 150*s um at one column (axial_motion_um)",
+    "lateral_motion": "volumes: a block of B-scans shifted sideways by 400*s um; one B-scan: the "
+    "tissue jumps 400*s um at one column (lateral_motion_um)",
+    "vignetting": "edge A-scans lose up to 90*s % of their signal (edge_loss_db at the edge)",
+    "shadowing": "a media-opacity shadow over 25*s % of the width attenuates by 90*s % "
+    "(shadow_width_um, shadow_loss_db)",
+    "layer_artefact": "a bright membrane 25-45 um above the ILM over 20+60*s % of the width of a "
+    "third of the B-scans (artefact_fraction); segmentation latches onto it",
+}
+
+QUANTUM = 2.0**-16
+MAX_VALUE = 65534 * QUANTUM
+NOISE_FLOOR = 2.0e-3  # mean linear intensity of the vitreous (noise only)
+SPECKLE_LOOKS = 4.0  # gamma shape: speckle after averaging about four independent frames
+
+# Band name, reflectivity (linear), thickness in um away from the fovea; inner bands thin at the
+# fovea (pit), ONL and photoreceptors thicken. Order is depth order.
+BANDS: tuple[tuple[str, float], ...] = (
+    ("vitreous", 0.0),
+    ("RNFL", 0.30),
+    ("GCL_IPL", 0.09),
+    ("INL", 0.045),
+    ("OPL", 0.14),
+    ("ONL", 0.025),
+    ("ELM", 0.10),
+    ("myoid", 0.04),
+    ("EZ", 0.35),
+    ("OS", 0.08),
+    ("IZ", 0.20),
+    ("RPE_BM", 0.45),
+    ("choroid", 0.12),
+    ("sclera", 0.015),
+)
+TRUE_BOUNDARIES = {"ILM": 1, "RNFL": 2, "ONL_top": 5, "ONL_bottom": 6, "BM": 12}
 
 
 class PhantomTruth(BaseModel):
@@ -44,14 +129,48 @@ class PhantomTruth(BaseModel):
     ring_center: tuple[float, float] | None = Field(None, description="SLO (x, y) px")
     ring_offset_ratio: float | None = None
     blink_bscans: list[int] = Field(default_factory=list)
-    cut_bscans: list[int] = Field(default_factory=list)
+    blink_columns: list[int] = Field(default_factory=list, description="dark A-scans, one B-scan")
+    cut_bscans: list[int] = Field(default_factory=list, description="B-scans with retina cut")
     tilt_deg: float = 0.0
-    axial_shift_px: list[float] = Field(default_factory=list)
-    lateral_shift_px: list[float] = Field(default_factory=list)
+    axial_shift_px: list[float] = Field(default_factory=list, description="per B-scan")
+    lateral_shift_px: list[float] = Field(default_factory=list, description="per B-scan")
+    motion_column: int | None = Field(None, description="column of the jump in one B-scan")
     shadow_columns: list[int] = Field(default_factory=list)
+    vessel_columns: list[int] = Field(default_factory=list, description="natural vessel shadows")
     artefact_bscans: list[int] = Field(default_factory=list)
-    noise_floor: float = 0.0
+    noise_floor: float = NOISE_FLOOR
     signal_gain: float = 1.0
+    spacing_um: tuple[float, float, float | None] = Field(
+        (1.0, 1.0, None), description="lateral, axial, between B-scans"
+    )
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    n: int
+    h: int
+    w: int
+    lateral_um: float
+    axial_um: float
+    bscan_um: float | None
+    slo: int
+    slo_um: float
+
+
+def _geometry(pattern: str, size: str) -> _Geometry:
+    if size not in ("small", "paper"):
+        raise ValueError(f"size must be 'small' or 'paper', not {size!r}")
+    slo = 384 if size == "small" else 768
+    slo_um = 8900.0 / slo  # 30 degree field
+    if pattern == "volume":
+        n, h, w, axial = (16, 256, 256, 7.74) if size == "small" else (25, 496, 512, 3.87)
+        return _Geometry(n, h, w, 6000.0 / w, axial, 6000.0 / (n - 1), slo, slo_um)
+    w = 512 if size == "small" else 768
+    if pattern == "line":
+        return _Geometry(1, 496, w, 9000.0 / w, 3.87, None, slo, slo_um)
+    if pattern == "ring":
+        return _Geometry(1, 496, w, 2 * math.pi * 1730.0 / w, 3.87, None, slo, slo_um)
+    raise ValueError(f"pattern must be line, ring or volume, not {pattern!r}")
 
 
 def make_phantom(
@@ -61,12 +180,490 @@ def make_phantom(
     seed: int = 0,
     size: str = "small",
 ) -> tuple[Scan, PhantomTruth, dict[str, np.ndarray]]:
-    """Make a phantom scan, its truth, and its true boundaries ("ILM", "RNFL", ... each (n, w))."""
-    raise NotImplementedError
+    """Make a phantom scan, its truth, and its true boundaries.
+
+    Returns ``(scan, truth, boundaries)``; ``boundaries`` maps "ILM", "RNFL" (its lower edge),
+    "ONL_top", "ONL_bottom" and "BM" to float32 rows of shape (n, w), where a boundary at row
+    ``z`` means the band below it starts at ``z`` (pixel ``r`` covers ``[r - 0.5, r + 0.5)``).
+    Defect names are those of :data:`DEFECTS`, severities in [0, 1].
+    """
+    defects = dict(defects or {})
+    for name, sev in defects.items():
+        if name not in DEFECTS:
+            raise ValueError(f"unknown defect {name!r}; known: {', '.join(DEFECTS)}")
+        if not 0.0 <= float(sev) <= 1.0:
+            raise ValueError(f"severity of {name} must be in [0, 1], got {sev}")
+    g = _geometry(pattern, size)
+    rng = np.random.default_rng(seed)
+    truth = PhantomTruth(
+        pattern=pattern,
+        seed=seed,
+        size=size,
+        defects={k: float(v) for k, v in defects.items()},
+        spacing_um=(g.lateral_um, g.axial_um, g.bscan_um),
+    )
+    sev = {k: float(defects.get(k, 0.0)) for k in DEFECTS}
+    builder = _Builder(pattern, g, sev, rng, truth)
+    return builder.build()
+
+
+class _Builder:
+    """Renders one phantom; each ``_defect_*`` method documents its physical mapping."""
+
+    def __init__(
+        self, pattern: str, g: _Geometry, sev: dict[str, float], rng: np.random.Generator,
+        truth: PhantomTruth,
+    ) -> None:  # fmt: skip
+        self.pattern, self.g, self.sev, self.rng, self.truth = pattern, g, sev, rng, truth
+        self.phys: dict[str, float] = {}
+
+    # ---- geometry on the fundus (um, fundus frame, origin at the SLO centre, y down) ----
+    def _sample_points(self) -> tuple[np.ndarray, np.ndarray]:
+        """Fundus coordinates (um) of every A-scan, each (n, w), plus scan layout on the SLO."""
+        g = self.g
+        if self.pattern == "ring":
+            self.disc_um = np.array([0.0, 0.0])
+            s = self.sev["ring_offset"]
+            disc_d_um = 1800.0
+            angle = self.rng.uniform(0, 2 * math.pi)
+            offset = 0.5 * s * disc_d_um
+            self.ring_c_um = self.disc_um + offset * np.array([math.cos(angle), math.sin(angle)])
+            self.phys["ring_offset_ratio"] = 0.5 * s
+            self.phys["ring_offset_um"] = offset
+            self.disc_d_um = disc_d_um
+            self.fovea_um = np.array([-3900.0, 300.0])  # temporal (left, OD), inside the SLO field
+            phi = math.pi - 2 * math.pi * np.arange(g.w) / g.w  # T, S, N, I
+            x = self.ring_c_um[0] + 1730.0 * np.cos(phi)
+            y = self.ring_c_um[1] - 1730.0 * np.sin(phi)
+            return x[None, :], y[None, :]
+        self.fovea_um = np.array([0.0, 0.0])
+        self.disc_um = np.array([3900.0, -300.0])  # nasal (right, OD), inside the SLO field
+        self.disc_d_um = 1800.0
+        s = self.sev["decentration"]
+        angle = self.rng.uniform(0, 2 * math.pi) if self.pattern == "volume" else 0.0
+        off = 1000.0 * s * np.array([math.cos(angle), math.sin(angle)])
+        self.phys["fovea_offset_um"] = float(np.hypot(*off))
+        # The scan stays at the SLO centre; the eye (fovea and disc) moves under it.
+        self.fovea_um = self.fovea_um + off
+        self.disc_um = self.disc_um + off
+        xs = (np.arange(g.w) - (g.w - 1) / 2) * g.lateral_um
+        if self.pattern == "line":
+            return xs[None, :], np.zeros((1, g.w))
+        ys = (np.arange(g.n) - (g.n - 1) / 2) * (g.bscan_um or 0.0)
+        return np.broadcast_to(xs, (g.n, g.w)).copy(), np.repeat(ys[:, None], g.w, axis=1)
+
+    # ---- layer thicknesses (um) at fundus points ----
+    def _thicknesses(self, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+        r_f = np.hypot(x - self.fovea_um[0], y - self.fovea_um[1])
+        pit = np.exp(-0.5 * (r_f / 450.0) ** 2)  # 1 at the foveal centre
+        d_disc = np.hypot(x - self.disc_um[0], y - self.disc_um[1])
+        ang = np.arctan2(-(y - self.disc_um[1]), x - self.disc_um[0])  # 0 = nasal, pi/2 = superior
+        tsnit = 95.0 - 35.0 * np.cos(2 * ang)  # thick superior/inferior, thin nasal/temporal
+        rnfl = 22.0 + tsnit * np.clip(1730.0 / np.maximum(d_disc, 900.0), 0, 2) ** 1.2 * 0.8
+        rnfl = rnfl * (1 - pit)
+        gcl = (45.0 + 40.0 * np.exp(-(((r_f - 1100.0) / 700.0) ** 2))) * (1 - pit)
+        inl = 35.0 * (1 - 0.95 * pit)
+        opl = 30.0 * (1 - 0.7 * pit)
+        onl = 75.0 + 35.0 * pit
+        return [rnfl, gcl, inl, opl, onl, 6.0 + 0 * pit, 20.0 + 5 * pit, 12.0 + 2 * pit,
+                25.0 + 10 * pit, 8.0 + 0 * pit, 22.0 + 0 * pit, 250.0 + 0 * pit]  # fmt: skip
+
+    def build(self) -> tuple[Scan, PhantomTruth, dict[str, np.ndarray]]:
+        g = self.g
+        x, y = self._sample_points()
+        n = g.n
+        x = np.broadcast_to(x, (n, g.w)).copy()
+        y = np.broadcast_to(y, (n, g.w)).copy()
+        self._defect_lateral_motion(x)
+        thick_um = self._thicknesses(x, y)
+        # ILM depth: a gently curved retina placed in the upper third of the window.
+        xc = (np.arange(g.w) - (g.w - 1) / 2) / max(g.w - 1, 1)
+        curve_um = 120.0 * (2 * xc) ** 2 if self.pattern != "ring" else 40.0 * np.cos(
+            4 * math.pi * np.arange(g.w) / g.w)  # fmt: skip
+        total_um = sum(t for t in thick_um[:-1])
+        # Bruch's membrane is the smooth anchor; the ILM sits a retina's thickness above it, so
+        # the thinner fovea shows as a pit.
+        bm_um = 0.30 * g.h * g.axial_um + 330.0 + np.broadcast_to(curve_um, (n, g.w))
+        bm_um = bm_um + self._defect_tilt()
+        bm_um = bm_um + self._defect_axial_motion()
+        ilm_um = self._defect_cutoff(bm_um - total_um, bm_um)
+        tops = [ilm_um]
+        for t in thick_um:
+            tops.append(tops[-1] + t)
+        bounds = np.stack(tops) / g.axial_um  # (n_bands - 1, n, w) rows, ILM first
+        image = self._render(bounds)
+        image = self._vessels(image, bounds, x, y)
+        self._defect_layer_artefact(image, bounds)
+        image = self._defect_blur(image)
+        image *= self.rng.gamma(SPECKLE_LOOKS, 1.0 / SPECKLE_LOOKS, image.shape).astype(np.float32)
+        gain = self._gain_map(image.shape)
+        image *= gain
+        image += self.rng.exponential(NOISE_FLOOR, image.shape).astype(np.float32)
+        image = (np.round(np.clip(image, 0, MAX_VALUE) / QUANTUM) * QUANTUM).astype(np.float32)
+
+        truth_bounds = {k: bounds[i - 1].astype(np.float32) for k, i in TRUE_BOUNDARIES.items()}
+        self._finish_truth(truth_bounds, x, y)
+        scan = self._scan(image, truth_bounds)
+        self.truth.physical = self.phys
+        return scan, self.truth, truth_bounds
+
+    # ---- rendering ----
+    def _render(self, bounds: np.ndarray) -> np.ndarray:
+        """Anti-aliased bands: each pixel holds the area-weighted reflectivity it covers."""
+        g = self.g
+        rows = np.arange(g.h, dtype=np.float32)[None, :, None]
+        refl = [r for _, r in BANDS]
+        image = np.zeros((g.n, g.h, g.w), np.float32)
+        for k in range(bounds.shape[0]):
+            below = np.clip(rows + 0.5 - bounds[k][:, None, :].astype(np.float32), 0, 1)
+            image += np.float32(refl[k + 1] - refl[k]) * below
+        # Choroid fades with depth below BM (scattering losses); sclera stays dim.
+        bm = bounds[TRUE_BOUNDARIES["BM"] - 1][:, None, :]
+        depth_um = (rows - bm) * g.axial_um
+        fade = np.where(depth_um > 0, np.exp(-np.clip(depth_um, 0, None) / 180.0), 1.0)
+        image *= fade.astype(np.float32)
+        # Mild overall attenuation with depth below the ILM.
+        ilm = bounds[0][:, None, :]
+        image *= np.exp(-np.clip(rows - ilm, 0, None) * g.axial_um / 2500.0).astype(np.float32)
+        return image
+
+    def _vessels(self, image: np.ndarray, bounds: np.ndarray, x: np.ndarray, y: np.ndarray):
+        """Retinal vessels: bright in the inner retina, shadows below (natural, not a defect)."""
+        g = self.g
+        rng = self.rng
+        # Vessel centrelines as fundus lines through the disc at random angles.
+        angles = rng.uniform(0, 2 * math.pi, 6)
+        widths = rng.uniform(60.0, 120.0, 6)
+        self.vessel_angles = angles
+        atten = np.ones((g.n, g.w), np.float32)
+        for a, wd in zip(angles, widths, strict=True):
+            # distance of each A-scan's fundus point from the line through the disc at angle a
+            d = np.abs((x - self.disc_um[0]) * math.sin(a) - (y - self.disc_um[1]) * math.cos(a))
+            ahead = (x - self.disc_um[0]) * math.cos(a) + (y - self.disc_um[1]) * math.sin(a) > 0
+            core = np.exp(-0.5 * (d / (wd / 2)) ** 2) * ahead
+            atten *= (1 - 0.7 * core).astype(np.float32)
+        self.vessel_mask = atten < 0.6
+        rows = np.arange(g.h)[None, :, None]
+        ilm, rnfl_bottom = bounds[0][:, None, :], bounds[1][:, None, :]
+        below = rows > rnfl_bottom + 4
+        image[:] = np.where(below, image * atten[:, None, :], image)
+        vessel_band = (rows >= ilm + 1) & (rows <= rnfl_bottom + 4)
+        image[:] = np.where(vessel_band & (atten[:, None, :] < 0.8), image * 1.3, image)
+        self.vessel_atten = atten
+        return image
+
+    def _gain_map(self, shape: tuple[int, int, int]) -> np.ndarray:
+        """Signal gain per pixel from low signal, blink, vignetting and shadowing."""
+        n, _h, w = shape
+        gain = np.ones((n, 1, w), np.float32)
+        gain *= self._defect_low_signal()
+        gain *= self._defect_vignetting(w)[None, None, :]
+        gain *= self._defect_shadowing(w)[None, None, :]
+        gain *= self._defect_blink(n, w)
+        return gain
+
+    # ---- defects ----
+    def _defect_low_signal(self) -> np.float32:
+        """Signal loss of 20*s dB (gain 10**(-2 s)) against an unchanged noise floor.
+
+        physical: ``signal_loss_db`` = 20 s. At s = 1 the retina's brightest band is about
+        3 dB above the noise floor.
+        """
+        s = self.sev["low_signal"]
+        self.phys["signal_loss_db"] = 20.0 * s
+        self.truth.signal_gain = 10 ** (-2.0 * s)
+        return np.float32(self.truth.signal_gain)
+
+    def _defect_blur(self, image: np.ndarray) -> np.ndarray:
+        """Defocus: Gaussian PSF with sigma 3.5*s px laterally and axially, energy preserved.
+
+        physical: ``blur_fwhm_um`` = 2.355 * 3.5 s * axial pixel size (um).
+        """
+        s = self.sev["blur"]
+        sigma = 3.5 * s
+        self.phys["blur_fwhm_um"] = 2.355 * sigma * self.g.axial_um
+        if sigma <= 0:
+            return image
+        return ndimage.gaussian_filter(image, sigma=(0, sigma, sigma), mode="nearest")
+
+    def _defect_tilt(self) -> np.ndarray:
+        """Retina tilted by 12*s degrees across each B-scan, in physical units.
+
+        Rows rise by tan(angle) * lateral distance; physical: ``tilt_deg`` = 12 s.
+        """
+        s = self.sev["tilt"]
+        deg = 12.0 * s
+        self.phys["tilt_deg"] = deg
+        self.truth.tilt_deg = deg
+        xs = (np.arange(self.g.w) - (self.g.w - 1) / 2) * self.g.lateral_um
+        return (math.tan(math.radians(deg)) * xs)[None, :]
+
+    def _defect_axial_motion(self) -> np.ndarray:
+        """Volumes: from a random B-scan on, the retina sits 150*s um deeper (a saccade),
+        plus +-10*s um jitter per B-scan. One B-scan: a step of 150*s um at one column.
+
+        physical: ``axial_motion_um`` = 150 s (the largest jump).
+        """
+        s = self.sev["axial_motion"]
+        g = self.g
+        step = 150.0 * s
+        self.phys["axial_motion_um"] = step
+        shift = np.zeros((g.n, g.w))
+        if s <= 0:
+            self.truth.axial_shift_px = [0.0] * g.n
+            return shift
+        if g.n > 1:
+            k = int(self.rng.integers(g.n // 3, 2 * g.n // 3 + 1))
+            per = np.where(np.arange(g.n) >= k, step, 0.0)
+            per += self.rng.uniform(-10 * s, 10 * s, g.n)
+            shift += per[:, None]
+        else:
+            col = int(self.rng.integers(g.w // 3, 2 * g.w // 3))
+            self.truth.motion_column = col
+            shift[:, col:] += step
+        self.truth.axial_shift_px = [float(v) for v in shift[:, 0] / g.axial_um]
+        return shift
+
+    def _defect_lateral_motion(self, x: np.ndarray) -> None:
+        """Volumes: a block of B-scans sees tissue 400*s um to the side (a saccade during the
+        scan, repeating or skipping tissue). One B-scan: the tissue jumps 400*s um at one column.
+
+        physical: ``lateral_motion_um`` = 400 s. Modifies the fundus x of the A-scans in place.
+        """
+        s = self.sev["lateral_motion"]
+        g = self.g
+        shift_um = 400.0 * s
+        self.phys["lateral_motion_um"] = shift_um
+        per = np.zeros(g.n)
+        if s > 0:
+            if g.n > 1:
+                k = int(self.rng.integers(1, g.n - 3))
+                per[k : k + 3] = shift_um
+                x += per[:, None]
+            else:
+                col = int(self.rng.integers(g.w // 3, 2 * g.w // 3))
+                self.truth.motion_column = col
+                x[:, col:] += shift_um
+        self.truth.lateral_shift_px = [float(v / g.lateral_um) for v in per]
+
+    def _defect_cutoff(self, ilm_um: np.ndarray, bm_um: np.ndarray) -> np.ndarray:
+        """Raise the retina until the ILM's highest point is 60*s um above the image top
+        (``cutoff_top``), or lower it until BM's deepest point is 60*s um below the bottom
+        (``cutoff_bottom``). Severity 0 leaves the placement unchanged.
+
+        physical: ``top_overshoot_um`` / ``bottom_overshoot_um`` = 60 s.
+        """
+        g = self.g
+        st, sb = self.sev["cutoff_top"], self.sev["cutoff_bottom"]
+        self.phys["top_overshoot_um"] = 60.0 * st
+        self.phys["bottom_overshoot_um"] = 60.0 * sb
+        out = ilm_um
+        if st > 0:
+            out = out - (ilm_um.min() + 60.0 * st)
+        if sb > 0:
+            bottom = g.h * g.axial_um
+            out = out + (bottom + 60.0 * sb - (bm_um - ilm_um + out).max())
+        return out
+
+    def _defect_blink(self, n: int, w: int) -> np.ndarray:
+        """Volumes: round(1 + 0.25*s*(n-1)) consecutive B-scans keep only the noise floor.
+        One B-scan: 30*s % of its A-scans (a contiguous block) go dark.
+
+        physical: ``blink_bscans`` (count) or ``blink_fraction``.
+        """
+        s = self.sev["blink"]
+        gain = np.ones((n, 1, w), np.float32)
+        if s <= 0:
+            self.phys["blink_bscans" if n > 1 else "blink_fraction"] = 0.0
+            return gain
+        if n > 1:
+            count = int(round(1 + 0.25 * s * (n - 1)))
+            start = int(self.rng.integers(1, n - count))
+            gain[start : start + count] = 0.0
+            self.truth.blink_bscans = list(range(start, start + count))
+            self.phys["blink_bscans"] = float(count)
+        else:
+            width = max(1, int(round(0.30 * s * w)))
+            start = int(self.rng.integers(0, w - width))
+            gain[:, :, start : start + width] = 0.0
+            self.truth.blink_columns = list(range(start, start + width))
+            self.phys["blink_fraction"] = width / w
+        return gain
+
+    def _defect_vignetting(self, w: int) -> np.ndarray:
+        """Edge darkening: gain 1 - 0.9*s*|u|**4, u = -1..1 across the B-scan.
+
+        physical: ``edge_loss_db`` = -10 log10(1 - 0.9 s) at the outermost A-scans.
+        """
+        s = self.sev["vignetting"]
+        u = np.linspace(-1, 1, w)
+        self.phys["edge_loss_db"] = float(-10 * math.log10(1 - 0.9 * s))
+        return (1 - 0.9 * s * u**4).astype(np.float32)
+
+    def _defect_shadowing(self, w: int) -> np.ndarray:
+        """A media-opacity shadow: 25*s % of the A-scans, attenuated by 90*s %, full depth.
+
+        physical: ``shadow_width_um`` and ``shadow_loss_db`` = -10 log10(1 - 0.9 s).
+        """
+        s = self.sev["shadowing"]
+        gain = np.ones(w, np.float32)
+        width = int(round(0.25 * s * w))
+        self.phys["shadow_width_um"] = width * self.g.lateral_um
+        self.phys["shadow_loss_db"] = float(-10 * math.log10(1 - 0.9 * s))
+        if width > 0:
+            start = int(self.rng.integers(w // 8, w - width - w // 8 + 1))
+            cols = np.arange(start, start + width)
+            # Soft edges over a few A-scans, as a floater's shadow has.
+            gain[cols] = 1 - 0.9 * s
+            gain = ndimage.gaussian_filter1d(gain, 2.0, mode="nearest")
+            self.truth.shadow_columns = [int(c) for c in cols]
+        return gain
+
+    def _defect_layer_artefact(self, image: np.ndarray, bounds: np.ndarray) -> None:
+        """A bright membrane (1.4x the RNFL) 25-45 um above the ILM, over 20+60*s % of the
+        width of a third of the B-scans (all of one B-scan). Edge-based ILM detectors latch onto
+        it, so their ILM jumps by the gap: the segmentation fails detectably.
+
+        physical: ``artefact_fraction`` of the A-scans covered in the affected B-scans.
+        """
+        s = self.sev["layer_artefact"]
+        g = self.g
+        self.phys["artefact_fraction"] = 0.0 if s <= 0 else 0.2 + 0.6 * s
+        if s <= 0:
+            return
+        k = max(1, g.n // 3)
+        first = int(self.rng.integers(0, g.n - k + 1))
+        width = int(round((0.2 + 0.6 * s) * g.w))
+        start = int(self.rng.integers(0, g.w - width + 1))
+        gap_um = self.rng.uniform(25.0, 45.0)
+        rows = np.arange(g.h, dtype=np.float32)[:, None]
+        for b in range(first, first + k):
+            top = bounds[0][b, start : start + width] - gap_um / g.axial_um
+            thick = max(2.0, 12.0 / g.axial_um)
+            band = np.clip(rows + 0.5 - top, 0, 1) - np.clip(rows + 0.5 - top - thick, 0, 1)
+            image[b, :, start : start + width] += 1.4 * BANDS[1][1] * band
+        self.truth.artefact_bscans = list(range(first, first + k))
+
+    # ---- truth and scan ----
+    def _finish_truth(self, bounds: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> None:
+        g, t = self.g, self.truth
+        t.vessel_columns = sorted({int(c) for c in np.nonzero(self.vessel_mask.any(axis=0))[0]})
+        t.cut_bscans = [
+            b
+            for b in range(g.n)
+            if bounds["ILM"][b].min() < 0.5 or bounds["BM"][b].max() > g.h - 0.5
+        ]
+        slo_c = (g.slo - 1) / 2
+        to_px = lambda p: (slo_c + p[0] / g.slo_um, slo_c + p[1] / g.slo_um)  # noqa: E731
+        t.disc_center = to_px(self.disc_um)
+        t.disc_diameter_px = self.disc_d_um / g.slo_um
+        if self.pattern == "ring":
+            t.ring_center = to_px(self.ring_c_um)
+            t.ring_offset_ratio = float(np.hypot(*(self.ring_c_um - self.disc_um)) / self.disc_d_um)
+            return
+        t.scan_center_px = ((g.n - 1) / 2, (g.w - 1) / 2)
+        t.fovea_offset_um = float(np.hypot(*self.fovea_um))
+        # Fovea in scan coordinates: column along x, B-scan index along y (fractional).
+        col = (self.fovea_um[0] / g.lateral_um) + (g.w - 1) / 2
+        row = (self.fovea_um[1] / g.bscan_um) + (g.n - 1) / 2 if g.bscan_um else 0.0
+        t.fovea_px = (float(row), float(col))
+
+    def _fundus(self) -> np.ndarray:
+        """SLO image (integer grey values 0..255): background, disc, vessels, darker macula."""
+        g = self.g
+        yy, xx = np.mgrid[0 : g.slo, 0 : g.slo].astype(np.float32)
+        c = (g.slo - 1) / 2
+        xu, yu = (xx - c) * g.slo_um, (yy - c) * g.slo_um
+        img = 110 + 10 * np.cos(xu / 1500.0) * np.cos(yu / 1700.0)
+        r_f = np.hypot(xu - self.fovea_um[0], yu - self.fovea_um[1])
+        img -= 25 * np.exp(-0.5 * (r_f / 700.0) ** 2)
+        r_d = np.hypot(xu - self.disc_um[0], yu - self.disc_um[1])
+        disc = np.clip((self.disc_d_um / 2 - r_d) / 40.0 + 0.5, 0, 1)
+        img += 90 * disc
+        for a in self.vessel_angles:
+            d = np.abs((xu - self.disc_um[0]) * math.sin(a) - (yu - self.disc_um[1]) * math.cos(a))
+            ahead = (xu - self.disc_um[0]) * math.cos(a) + (yu - self.disc_um[1]) * math.sin(a)
+            img -= 45 * np.exp(-0.5 * (d / 45.0) ** 2) * (ahead > self.disc_d_um / 2)
+        img += self.rng.normal(0, 3, img.shape)
+        return np.clip(np.round(img), 0, 255).astype(np.float32)
+
+    def _scan(self, image: np.ndarray, bounds: dict[str, np.ndarray]) -> Scan:
+        g = self.g
+        slo_c = (g.slo - 1) / 2
+        if self.pattern == "ring":
+            cx, cy = (slo_c + v / g.slo_um for v in self.ring_c_um)
+            r_px = 1730.0 / g.slo_um
+            positions = [BscanPosition(start=Point(x=cx - r_px, y=cy), end=Point(x=cx, y=cy))]
+            ring = RingGeometry(center=Point(x=cx, y=cy), radius_px=r_px, radius_mm=1.73)
+        else:
+            half = (g.w - 1) / 2 * g.lateral_um / g.slo_um
+            ys = (np.arange(g.n) - (g.n - 1) / 2) * (g.bscan_um or 0.0) / g.slo_um + slo_c
+            positions = [
+                BscanPosition(start=Point(x=slo_c - half, y=float(v)), end=Point(x=slo_c + half, y=float(v)))
+                for v in ys
+            ]  # fmt: skip
+            ring = None
+        # Device quality like Spectralis' Q: retinal signal over the noise floor, in dB.
+        retina = np.zeros(g.n)
+        for b in range(g.n):
+            top = np.clip(np.nan_to_num(bounds["ILM"][b]), 0, g.h - 1).astype(int)
+            bot = np.clip(np.nan_to_num(bounds["BM"][b]), 0, g.h - 1).astype(int)
+            mask = (np.arange(g.h)[:, None] >= top) & (np.arange(g.h)[:, None] < bot)
+            vals = image[b][mask]
+            retina[b] = float(vals.mean()) if vals.size else NOISE_FLOOR
+        quality = [
+            round(float(10 * math.log10(max(r, 1e-9) / NOISE_FLOOR) * 2.5), 2) for r in retina
+        ]
+        meta = ScanMeta(
+            source=f"phantom:{self.pattern}:{self.truth.seed}",
+            format="phantom",
+            pattern=ScanPattern(self.pattern),
+            scale=IntensityScale.LINEAR,
+            spacing=Spacing(lateral_um=g.lateral_um, axial_um=g.axial_um, bscan_um=g.bscan_um),
+            n_bscans=g.n,
+            height=g.h,
+            width=g.w,
+            laterality="OD",
+            device="qmroct phantom",
+            acquisition_date=date(2024, 1, 1),
+            device_quality=quality,
+            device_quality_kind="phantom_snr_q",
+            fundus_spacing_um=Spacing(lateral_um=g.slo_um, axial_um=g.slo_um),
+            bscan_positions=positions,
+            ring=ring,
+            extra={"field_size_slo_deg": 30},
+        )
+        device_seg = {"ILM": bounds["ILM"], "BM": bounds["BM"], "RNFL": bounds["RNFL"]}
+        return Scan(meta=meta, bscans=image, segmentation=device_seg, fundus=self._fundus())
 
 
 def write_phantom(
     scan: Scan, truth: PhantomTruth, out_dir: Path, *, formats: tuple[str, ...] = ("vol", "dcm")
 ) -> list[Path]:
-    """Write the phantom as .vol and/or DICOM OPT, plus ``truth.json``; return the paths."""
-    raise NotImplementedError
+    """Write the phantom as ``phantom.vol`` and/or ``phantom.dcm`` plus ``truth.json``.
+
+    Returns the written paths, truth last. Both files read back through
+    :func:`qmroct.oct.readers.read_scan` to the same pixels.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"phantom_{truth.pattern}_{truth.seed}"
+    paths: list[Path] = []
+    for fmt in formats:
+        if fmt == "vol":
+            from qmroct.oct.writers.heyex_vol import write_vol
+
+            p = out_dir / f"{stem}.vol"
+            p.write_bytes(write_vol(scan))
+        elif fmt == "dcm":
+            from qmroct.oct.writers.dicom_opt import write_opt
+
+            p = out_dir / f"{stem}.dcm"
+            p.write_bytes(write_opt(scan))
+        else:
+            raise ValueError(f"unknown phantom format {fmt!r} (vol, dcm)")
+        paths.append(p)
+    t = out_dir / f"{stem}.truth.json"
+    t.write_text(json.dumps(truth.model_dump(), indent=2))
+    paths.append(t)
+    return paths

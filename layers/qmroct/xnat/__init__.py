@@ -1,0 +1,1 @@
+"""XNAT integration: register stored scans and publish their quality results on the session."""

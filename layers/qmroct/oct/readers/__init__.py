@@ -8,10 +8,7 @@ the reason: :class:`~qmroct.errors.UnsupportedFormat`, :class:`~qmroct.errors.Co
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from qmroct.oct.model import Scan
 from qmroct.oct.readers.detect import FORMATS, detect_format
 from qmroct.oct.readers.dispatch import read_scan
 
-__all__ = ["FORMATS", "Scan", "detect_format", "read_scan", "Path"]
+__all__ = ["FORMATS", "detect_format", "read_scan"]

@@ -1,0 +1,7 @@
+"""OpenWhisk action measure-beam_placement: one scan in by presigned URL, one result out."""
+
+from qmroct.measures.action import run_action
+
+
+def main(args: dict) -> dict:
+    return run_action(args, "beam_placement")

@@ -1,0 +1,7 @@
+"""OpenWhisk action measure-blink_motion: one scan in by presigned URL, one result out."""
+
+from qmroct.measures.action import run_action
+
+
+def main(args: dict) -> dict:
+    return run_action(args, "blink_motion")

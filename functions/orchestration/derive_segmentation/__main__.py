@@ -1,0 +1,7 @@
+"""derive-segmentation: segment one scan (read by presigned URL) and PUT the segmentation."""
+
+from qmroct.orchestration.derive import run_derive
+
+
+def main(args: dict) -> dict:
+    return run_derive({**args, "measure": "segmentation"})

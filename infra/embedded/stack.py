@@ -1,0 +1,241 @@
+"""The one-machine qmroct stack: folder object store, embedded OpenWhisk, SQLite ledger.
+
+It wires the pieces exactly as a production deployment is wired: the store's bucket
+notifications POST MinIO-format events straight into the OpenWhisk trigger URLs (with a two-word
+``Basic`` token, as a MinIO webhook target would), and every action runs from its zip under the
+runtime protocol. Nothing here computes a measure or schedules a job: the actions do.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from qmroct.clients.openwhisk import OpenWhiskClient
+from qmroct.embedded.paths import manifest_path
+from qmroct.errors import ConfigError
+from qmroct.localstore.server import LocalStoreServer
+from qmroct.localstore.store import LocalFolderStore
+from qmroct.objectstore.base import NotificationTarget
+from qmroct.objectstore.local import LocalStoreClient
+from qmroct.runtime import EmbeddedWhisk
+from qmroct.storage import buckets
+from qmroct.storage.ledger import Ledger
+
+INGEST_TRIGGER = "image-stored"
+MEASURES_TRIGGER = "measure-published"
+
+
+class StackOptions(BaseModel):
+    cap: int = 4
+    alarm_interval_s: float = 2.0
+    user_memory_mb: int = 2048
+    lease_s: float = 300.0
+    max_attempts: int = 3
+    event_retry_s: float = 1.0
+    xnat_url: str = ""
+    xnat_alias: str = ""
+    xnat_secret: str = ""
+
+
+class Idle(BaseModel):
+    """What was outstanding when :meth:`EmbeddedStack.wait_idle` returned."""
+
+    idle: bool
+    queued: int
+    in_flight: int
+    pending_events: int
+    done: int
+    dead: int
+    seconds: float
+
+
+def _secrets(home: Path) -> dict[str, str]:
+    # Kept beside the data so a restarted stack can still verify URLs it signed before.
+    path = home / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {"store_secret": secrets.token_urlsafe(32)}
+    path.write_text(json.dumps(values))
+    os.chmod(path, 0o600)
+    return values
+
+
+class EmbeddedStack:
+    """Start with :meth:`start` (or ``with EmbeddedStack(home) as stack:``)."""
+
+    def __init__(self, home: str | Path, options: StackOptions | None = None) -> None:
+        self.home = Path(home).resolve()
+        self.options = options or StackOptions()
+        self.folder_store: LocalFolderStore | None = None
+        self.store_server: LocalStoreServer | None = None
+        self.whisk: EmbeddedWhisk | None = None
+        self.ledger: Ledger | None = None
+        self.store: LocalStoreClient | None = None
+        self.ow: OpenWhiskClient | None = None
+
+    @property
+    def ledger_url(self) -> str:
+        return f"sqlite:///{self.home / 'ledger.sqlite3'}"
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> EmbeddedStack:
+        self.home.mkdir(parents=True, exist_ok=True)
+        opts = self.options
+        secret = _secrets(self.home)["store_secret"]
+        self.ledger = Ledger.open(self.ledger_url)
+        self.folder_store = LocalFolderStore(self.home / "store", retry_interval=opts.event_retry_s)
+        self.store_server = LocalStoreServer(self.folder_store, secret=secret).start()
+        access_key = self.store_server.access_key
+        self.store = LocalStoreClient(self.store_server.endpoint, access_key, secret)
+        env = {
+            "QMROCT_LEDGER_URL": self.ledger_url,
+            "QMROCT_STORE": "local",
+            "QMROCT_STORE_ENDPOINT": self.store_server.endpoint,
+            "QMROCT_STORE_ACCESS_KEY": access_key,
+            "QMROCT_STORE_SECRET_KEY": secret,
+            "QMROCT_MAX_INFLIGHT": str(opts.cap),
+            "QMROCT_LEASE_S": str(opts.lease_s),
+            "QMROCT_XNAT_URL": opts.xnat_url,
+            "QMROCT_XNAT_ALIAS": opts.xnat_alias,
+            "QMROCT_XNAT_SECRET": opts.xnat_secret,
+        }
+        self.whisk = EmbeddedWhisk(
+            manifest_path(),
+            self.home / "whisk",
+            env,
+            user_memory_mb=opts.user_memory_mb,
+            alarm_interval_s=opts.alarm_interval_s,
+        )
+        self.whisk.start()
+        self.ow = OpenWhiskClient(self.whisk.api_host, self.whisk.auth)
+        self._wire_notifications()
+        return self
+
+    def _wire_notifications(self) -> None:
+        assert self.folder_store is not None and self.whisk is not None
+        token = "Basic " + base64.b64encode(self.whisk.auth.encode()).decode()
+        api = self.whisk.api_host.rstrip("/")
+        wiring = {
+            buckets.INGEST_BUCKET: (INGEST_TRIGGER, ""),
+            buckets.MEASURES_BUCKET: (MEASURES_TRIGGER, ".json"),
+        }
+        for bucket in (buckets.RESULTS_BUCKET, buckets.DERIVED_BUCKET):
+            self.folder_store.ensure_bucket(bucket, versioning=True)
+        for bucket, (trigger, suffix) in wiring.items():
+            self.folder_store.ensure_bucket(bucket, versioning=True)
+            target = NotificationTarget(
+                arn=f"arn:minio:sqs::{trigger}:webhook",
+                endpoint=f"{api}/api/v1/namespaces/_/triggers/{trigger}",
+                auth_token=token,
+                events=["s3:ObjectCreated:*"],
+                suffix=suffix,
+            )
+            self.folder_store.set_notification(bucket, [target])
+
+    def stop(self) -> None:
+        if self.whisk is not None:
+            self.whisk.stop()
+        if self.store_server is not None:
+            self.store_server.close()
+        if self.folder_store is not None:
+            self.folder_store.notifier.close()
+        if self.ledger is not None:
+            self.ledger.close()
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ operations
+    def require(self) -> tuple[Ledger, LocalStoreClient, OpenWhiskClient]:
+        if self.ledger is None or self.store is None or self.ow is None:
+            raise ConfigError("the embedded stack is not started")
+        return self.ledger, self.store, self.ow
+
+    def publish_suite(self, names: list[str] | None = None) -> list[str]:
+        """Publish every measure in the code's registry (or ``names``) at its own version,
+        unless that version is already published. Returns what was published."""
+        from qmroct.measures.base import registry
+        from qmroct.orchestration.publication import publish_measure
+
+        ledger, store, _ = self.require()
+        published = {(m.name, m.version) for m in ledger.catalog.active_measures()}
+        done = []
+        for name, cls in sorted(registry().items()):
+            if names is not None and name not in names:
+                continue
+            if (name, cls.version) in published:
+                continue
+            publish_measure(store, name, cls.version)
+            done.append(f"{name} {cls.version}")
+        return done
+
+    def wait_published(self, count: int, timeout_s: float = 60.0) -> None:
+        """Wait until ``count`` measure versions are active (their events went through)."""
+        ledger, _, _ = self.require()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if len(ledger.catalog.active_measures()) >= count:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"measure publications did not arrive within {timeout_s:.0f} s")
+
+    def wait_idle(
+        self,
+        *,
+        timeout_s: float = 600.0,
+        expect_jobs: int = 0,
+        settle_s: float = 1.0,
+        progress: Callable[[Idle], None] | None = None,
+    ) -> Idle:
+        """Wait until no event is pending and no job is queued or in flight.
+
+        ``expect_jobs`` guards the window before the first event has created any job.
+        """
+        ledger, _, _ = self.require()
+        assert self.folder_store is not None
+        start = time.monotonic()
+        quiet_since: float | None = None
+        state = self._idle_state(ledger, start)
+        while time.monotonic() - start < timeout_s:
+            state = self._idle_state(ledger, start)
+            if progress is not None:
+                progress(state)
+            enough = state.done + state.dead >= expect_jobs
+            if state.idle and enough:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle_s:
+                    return state
+            else:
+                quiet_since = None
+            time.sleep(0.2)
+        return state
+
+    def _idle_state(self, ledger: Ledger, start: float) -> Idle:
+        assert self.folder_store is not None
+        counts = ledger.counts()
+        queued = counts.total("queued") + counts.total("failed")
+        pending = self.folder_store.notifier.pending()
+        return Idle(
+            idle=queued == 0 and counts.in_flight == 0 and pending == 0,
+            queued=queued,
+            in_flight=counts.in_flight,
+            pending_events=pending,
+            done=counts.total("done"),
+            dead=counts.total("dead"),
+            seconds=round(time.monotonic() - start, 2),
+        )
+
+    def activations(self, **kw: Any) -> list[dict[str, Any]]:
+        _, _, ow = self.require()
+        return list(ow.activations(**kw))

@@ -1,0 +1,5 @@
+#!/bin/sh
+# Subscribe the buckets to the webhook target (MinIO must already have it).
+set -eu
+mc event add qmroct/oct-ingest arn:minio:sqs::BRIDGE:webhook --event put
+mc event add qmroct/oct-measures arn:minio:sqs::BRIDGE:webhook --event put --suffix .json

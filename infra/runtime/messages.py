@@ -1,0 +1,46 @@
+"""The messages OpenWhisk answers with, word for word, so callers can match on them."""
+
+from __future__ import annotations
+
+SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+MAX_PAYLOAD_BYTES = 1024 * 1024
+NOT_DICT = "The action did not return a dictionary or array."
+REINIT = "Cannot initialize the action more than once."
+# With the `final` annotation, overriding a bound parameter is refused with this message.
+PARAMS_NOT_ALLOWED = "Request defines parameters that are not allowed (e.g., reserved properties)."
+ABNORMAL_EXIT = "The action did not produce a valid response and exited unexpectedly."
+ABNORMAL_INIT = "The action did not initialize and exited unexpectedly."
+OUT_OF_MEMORY = "The action exhausted its memory and was aborted."
+START_FAILED = "Cannot start action. Check logs for details."
+
+
+def timed_out(limit_ms: int, init: bool = False) -> str:
+    end = " during initialization." if init else "."
+    return f"The action exceeded its time limits of {limit_ms} milliseconds{end}"
+
+
+def invalid_runtime(kind: str, kinds: tuple[str, ...]) -> str:
+    valid = ", ".join(f"'{k}'" for k in kinds)
+    return f"The specified runtime '{kind}' is not supported by this platform. Valid values are: {valid}."
+
+
+def too_many_concurrent(count: int, allowed: int) -> str:
+    return f"Too many concurrent requests in flight (count: {count}, allowed: {allowed})."
+
+
+def response_too_large(size: int, limit: int = MAX_PAYLOAD_BYTES) -> str:
+    return (
+        f"The action produced a response that exceeded the allowed length: {size} > {limit} bytes."
+    )
+
+
+def request_too_large(size: int, limit: int = MAX_PAYLOAD_BYTES) -> str:
+    return f"Request larger than allowed: {size} > {limit} bytes."
+
+
+def logs_truncated(limit_bytes: int) -> str:
+    return f"Logs were truncated because the total bytes size exceeds the limit of {limit_bytes} bytes."
+
+
+def container_failed(reason: str) -> str:
+    return f"Failed to provision resources to run the action. ({reason})"

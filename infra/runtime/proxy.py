@@ -1,0 +1,217 @@
+"""The action container: an HTTP proxy speaking OpenWhisk's runtime protocol on a loopback port.
+
+Started as a plain script (never imported as part of ``qmroct``, so the ``qmroct`` tree inside
+the action zip is the one the action imports). One process is one warm container:
+
+- ``POST /init {"value": {"name", "main", "binary", "code", "env"}}`` once: unpack the base64
+  zip, put it first on ``sys.path``, run ``virtualenv/bin/activate_this.py`` when present, run
+  ``__main__.py`` (module-level code runs once) and resolve the entry function. A second /init
+  answers 403.
+- ``POST /run {"value": {...}, "namespace", "action_name", ...}``: set ``__OW_<KEY>`` for every
+  key except ``value``, call ``main(value)`` and answer its dict or list (502 otherwise). An
+  exception answers 200 ``{"error": str(ex)}`` with the traceback on stderr. After each run the
+  sentinel line goes to stdout and stderr, as the ActionLoop proxy writes it.
+
+The memory limit is an address-space rlimit: generous until /init is done (imports reserve
+much more address space than they use), then tightened to what is mapped plus the memory the
+action may still make resident. A MemoryError in the action ends the container (exit status
+137), as an out-of-memory kill ends a real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib.util
+import io
+import json
+import os
+import resource
+import sys
+import tempfile
+import traceback
+import zipfile
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+EXIT_OOM = 137
+NOT_DICT = "The action did not return a dictionary or array."
+REINIT = "Cannot initialize the action more than once."
+UNINITIALIZED = "Cannot invoke an uninitialized action."
+START_FAILED = "Cannot start action. Check logs for details."
+
+
+# Room for the allocator's overhead and the small mappings later imports make.
+_SLACK_BYTES = 64 * 1024 * 1024
+
+
+class _State:
+    main = None
+    workdir = "."
+    memory_bytes = 0
+
+
+def _emit_sentinel() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+            stream.write(SENTINEL + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _init(value: dict) -> tuple[int, dict]:
+    if _State.main is not None:
+        return 403, {"error": REINIT}
+    target = tempfile.mkdtemp(prefix="action-", dir=_State.workdir)
+    code = value.get("code") or ""
+    try:
+        if value.get("binary"):
+            with zipfile.ZipFile(io.BytesIO(base64.b64decode(code))) as zf:
+                zf.extractall(target)
+        else:
+            with open(os.path.join(target, "__main__.py"), "w", encoding="utf-8") as f:
+                f.write(code)
+        for key, val in (value.get("env") or {}).items():
+            os.environ[str(key)] = val if isinstance(val, str) else json.dumps(val)
+        activate = os.path.join(target, "virtualenv", "bin", "activate_this.py")
+        if os.path.isfile(activate):
+            with open(activate, encoding="utf-8") as f:
+                exec(compile(f.read(), activate, "exec"), {"__file__": activate})
+        sys.path.insert(0, target)
+        os.chdir(target)
+        spec = importlib.util.spec_from_file_location("main__", os.path.join(target, "__main__.py"))
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{target}: no __main__.py in the action")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["main__"] = module
+        spec.loader.exec_module(module)
+        entry = getattr(module, value.get("main") or "main", None)
+        if not callable(entry):
+            raise AttributeError(f"__main__.py has no function {value.get('main') or 'main'!r}")
+    except MemoryError:
+        traceback.print_exc()
+        _emit_sentinel()
+        os._exit(EXIT_OOM)
+    except BaseException:  # noqa: BLE001 - any failure of user code is reported, not raised
+        traceback.print_exc()
+        sys.stderr.flush()
+        return 502, {"error": START_FAILED}
+    _State.main = entry
+    _tighten_memory_limit()
+    return 200, {"ok": True}
+
+
+def _vm_and_rss() -> tuple[int, int]:
+    sizes = {}
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmSize", "VmRSS"):
+                sizes[key] = int(rest.split()[0]) * 1024
+    return sizes.get("VmSize", 0), sizes.get("VmRSS", 0)
+
+
+def _tighten_memory_limit() -> None:
+    """After /init, leave the action ``memory - resident`` bytes of new address space.
+
+    A cgroup caps resident memory; an rlimit caps address space, which numpy, scipy and
+    OpenBLAS reserve far beyond what they touch. Measured once the imports are done, the
+    address space already mapped is free and only what the action is still allowed to make
+    resident is added, so the cap behaves like the real one for allocations made in main().
+    """
+    if _State.memory_bytes <= 0:
+        return
+    vm, rss = _vm_and_rss()
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = vm + max(_State.memory_bytes - rss, 0) + _SLACK_BYTES
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _run(body: dict) -> tuple[int, object]:
+    if _State.main is None:
+        return 403, {"error": UNINITIALIZED}
+    for key, val in body.items():
+        if key != "value":
+            os.environ["__OW_" + key.upper()] = val if isinstance(val, str) else json.dumps(val)
+    try:
+        result = _State.main(body.get("value") or {})
+    except MemoryError:
+        traceback.print_exc()
+        _emit_sentinel()
+        os._exit(EXIT_OOM)
+    except BaseException as ex:  # noqa: BLE001 - the action's error becomes its result
+        traceback.print_exc()
+        return 200, {"error": str(ex)}
+    if not isinstance(result, dict | list):
+        return 502, {"error": NOT_DICT}
+    return 200, result
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    # Headers and body go out as separate writes; Nagle would hold the body back.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Request lines must not appear in the activation logs."""
+
+    def _answer(self, status: int, payload: object) -> None:
+        try:
+            data = json.dumps(payload).encode()
+        except (TypeError, ValueError) as ex:
+            status, data = 502, json.dumps({"error": f"{NOT_DICT} ({ex})"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            self._answer(400, {"error": "The request body is not JSON."})
+            return
+        if self.path == "/init":
+            status, payload = _init(body.get("value") or {})
+            if status != 200:
+                _emit_sentinel()
+        elif self.path == "/run":
+            status, payload = _run(body)
+            _emit_sentinel()
+        else:
+            status, payload = 404, {"error": f"no route {self.path}"}
+        self._answer(status, payload)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ready-fd", type=int, required=True)
+    parser.add_argument("--address-space-mb", type=int, default=0)
+    parser.add_argument("--memory-mb", type=int, default=0)
+    parser.add_argument("--workdir", default=tempfile.gettempdir())
+    args = parser.parse_args()
+    if args.address_space_mb > 0:
+        limit = args.address_space_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    # The interpreter coerces the C locale by exporting LC_CTYPE; the action's environment
+    # must hold only what OpenWhisk gives it.
+    os.environ.pop("LC_CTYPE", None)
+    sys.stdout.reconfigure(line_buffering=True)
+    _State.workdir = args.workdir
+    _State.memory_bytes = args.memory_mb * 1024 * 1024
+    server = HTTPServer(("127.0.0.1", 0), _Handler)
+    # Like the ActionLoop launcher's {"ok": true} on fd 3: the parent learns we are up.
+    with os.fdopen(args.ready_fd, "w") as ready:
+        ready.write(json.dumps({"ok": True, "port": server.server_address[1]}) + "\n")
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

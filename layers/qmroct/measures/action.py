@@ -1,0 +1,126 @@
+"""The glue every measure action runs: one scan in by presigned URL, one result dict out.
+
+``run_action`` never raises for a bad scan or a bad invocation: a typed error becomes a result
+with status ``failed`` and the reason, so ``record-result`` can store it and the user sees why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from qmroct import pictures
+from qmroct.config import load_settings
+from qmroct.errors import QmroctError
+from qmroct.measures.base import Measure, get_measure
+from qmroct.objectstore import transfer
+from qmroct.results import (
+    MeasureActionResult,
+    MeasureInvocation,
+    MeasureOutput,
+    ResultStatus,
+    Verdict,
+)
+
+PNG = "image/png"
+DICOM = "application/dicom"
+
+
+def code_digest(measure: Measure) -> str:
+    """sha256 of the source file of the measure's module: what ran, byte for byte."""
+    module = sys.modules[type(measure).__module__]
+    return hashlib.sha256(Path(module.__file__ or "").read_bytes()).hexdigest()
+
+
+def _max_rss_mb() -> float:
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def status_of(out: MeasureOutput) -> ResultStatus:
+    """not_applicable when every letter the measure covers is not applicable, else ok."""
+    if out.verdicts and all(v.verdict is Verdict.NOT_APPLICABLE for v in out.verdicts):
+        return ResultStatus.NOT_APPLICABLE
+    return ResultStatus.OK
+
+
+def fetch_inputs(inv: MeasureInvocation, max_bytes: int) -> dict[str, object]:
+    """Download the derived products (e.g. the stored segmentation) by their presigned URLs."""
+    from qmroct.oct.segmentation import Segmentation
+
+    inputs: dict[str, object] = {}
+    for name, url in inv.inputs.items():
+        data = transfer.download(url, max_bytes=max_bytes)
+        inputs[name] = Segmentation.from_bytes(data) if name == "segmentation" else data
+    return inputs
+
+
+def secondary_capture(out: MeasureOutput, scan: object) -> bytes:
+    """The picture as a DICOM Secondary Capture, titled with the measure and version."""
+    from qmroct.oct.writers.secondary_capture import write_secondary_capture
+
+    rgb = pictures.from_png(out.picture_png or b"")
+    return write_secondary_capture(rgb, source=scan, title=f"qmroct {out.measure} {out.version}")
+
+
+def run_action(args: dict[str, Any], measure_name: str) -> dict[str, Any]:
+    """Run measure ``measure_name`` on the one scan named by ``args`` (a MeasureInvocation)."""
+    started = datetime.now(UTC)
+    cpu0 = time.process_time()
+    try:
+        inv = MeasureInvocation.model_validate(args)
+    except ValidationError as exc:
+        # Without job_key and lease there is no result to record: an application error.
+        return {"error": f"measure-{measure_name}: invalid invocation: {exc.errors()[:3]}"}
+    measure = get_measure(measure_name)
+    result: dict[str, Any] = {
+        "job_key": inv.job_key,
+        "lease_token": inv.lease_token,
+        "scan_hash": inv.scan_hash,
+        "measure": measure.name,
+        "version": measure.version,
+        "params": inv.params,
+        "code_digest": code_digest(measure),
+    }
+    try:
+        if inv.measure != measure.name or inv.version != measure.version:
+            raise QmroctError(
+                f"job asks for {inv.measure} {inv.version}, this action runs "
+                f"{measure.name} {measure.version}"
+            )
+        params = measure.parse_params(inv.params)
+        result["params"] = params.model_dump(mode="json")
+        max_bytes = load_settings().max_scan_bytes
+        from qmroct.oct.readers import read_scan
+
+        scan = read_scan(transfer.download(inv.scan_url, max_bytes=max_bytes), name=inv.scan_name)
+        out = measure.compute(scan, params, fetch_inputs(inv, max_bytes))
+        if inv.picture_url and out.picture_png:
+            transfer.upload(inv.picture_url, out.picture_png, content_type=PNG)
+            result["picture_stored"] = True
+        if inv.dicom_url and out.picture_png:
+            transfer.upload(inv.dicom_url, secondary_capture(out, scan), content_type=DICOM)
+            result["dicom_stored"] = True
+        result.update(
+            status=status_of(out), values=out.values, verdicts=out.verdicts, notes=out.notes
+        )
+    except (QmroctError, ValidationError) as exc:
+        result.update(status=ResultStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a measure bug must still yield a result row
+        result.update(
+            status=ResultStatus.FAILED, error=f"internal error {type(exc).__name__}: {exc}"
+        )
+    result.update(
+        started_at=started,
+        ended_at=datetime.now(UTC),
+        cpu_s=round(time.process_time() - cpu0, 4),
+        max_rss_mb=round(_max_rss_mb(), 1),
+    )
+    return MeasureActionResult.model_validate(result).model_dump(mode="json")

@@ -1,0 +1,133 @@
+"""The shape shared by the suite's measures: build the context, check for a retina, evaluate.
+
+A suite measure implements ``evaluate(ctx, params) -> Evaluation``. ``compute`` wraps it so that
+a scan without a detectable retina fails with that reason, and a scan the measure does not
+apply to (:class:`~qmroct.errors.NotApplicable`) gives not_applicable, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel
+
+from qmroct import pictures
+from qmroct.errors import NotApplicable
+from qmroct.measures.base import Measure
+from qmroct.measures.context import MIN_RETINA_FRACTION, ScanContext
+from qmroct.measures.verdicts import failed, not_applicable
+from qmroct.oct.model import Scan
+from qmroct.results import CriterionVerdict, MeasureOutput, Value
+
+
+@dataclass
+class Evaluation:
+    values: dict[str, Value]
+    verdicts: list[CriterionVerdict]
+    picture: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def clean(values: dict[str, object]) -> dict[str, Value]:
+    """JSON-safe values: numpy scalars to Python, NaN/inf to None (JSON has no NaN)."""
+    out: dict[str, Value] = {}
+    for k, v in values.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        out[k] = v  # type: ignore[assignment]
+        if isinstance(v, float):
+            out[k] = round(v, 6)
+    return out
+
+
+class SuiteMeasure(Measure):
+    """A measure of the OSCAR-IB suite (see the module docstring for the contract)."""
+
+    requires = ("segmentation",)
+    #: value name -> (unit, direction, meaning); the report and docs/measures.md read it.
+    values_doc: dict[str, tuple[str, str, str]] = {}
+    #: values every suite measure records alongside its own.
+    common_values_doc: dict[str, tuple[str, str, str]] = {
+        "scale_used": ("", "", "display map the intensity metrics used"),
+        "pattern": ("", "", "scan pattern"),
+        "device": ("", "", "device name from the file"),
+        "retina_fraction": ("fraction", "higher is better", "A-scans with ILM and BM found"),
+    }
+    #: Whether the measure needs a detected retina (all but a few do).
+    needs_retina: bool = True
+
+    def evaluate(self, ctx: ScanContext, params: BaseModel) -> Evaluation:  # pragma: no cover
+        raise NotImplementedError
+
+    def compute(
+        self, scan: Scan, params: BaseModel, inputs: dict[str, object] | None = None
+    ) -> MeasureOutput:
+        ctx = ScanContext.build(scan, inputs)
+        base: dict[str, Value] = {
+            "scale_used": ctx.scale_used,
+            "pattern": scan.meta.pattern.value,
+            "device": scan.meta.device,
+            "retina_fraction": round(ctx.retina_fraction, 4),
+        }
+        if self.needs_retina and not ctx.has_retina:
+            reason = (
+                f"no detectable retina: ILM and BM found in {ctx.retina_fraction:.0%} of A-scans "
+                f"(at least {MIN_RETINA_FRACTION:.0%} needed)"
+            )
+            picture = pictures.panel(
+                pictures.gray_rgb(ctx.display[ctx.centre_index]), f"{self.name}: {reason}"
+            )
+            return self._output(base, [failed(c, reason) for c in self.criteria], picture, [reason])
+        try:
+            ev = self.evaluate(ctx, params)
+        except NotApplicable as exc:
+            reason = str(exc)
+            return self._output(
+                base, [not_applicable(c, reason) for c in self.criteria], None, [reason]
+            )
+        return self._output({**base, **ev.values}, ev.verdicts, ev.picture, ev.notes)
+
+    def _output(
+        self,
+        values: dict[str, object],
+        verdicts: list[CriterionVerdict],
+        picture: np.ndarray | None,
+        notes: list[str],
+    ) -> MeasureOutput:
+        return MeasureOutput(
+            measure=self.name,
+            version=self.version,
+            values=clean(values),
+            verdicts=verdicts,
+            notes=notes,
+            picture_png=pictures.to_png(picture) if picture is not None else None,
+        )
+
+
+def bscan_with_layers(
+    ctx: ScanContext, k: int, layers: tuple[str, ...] = ("ilm", "bm"), *, enhanced: bool = False
+) -> np.ndarray:
+    """B-scan ``k`` (display scale) with segmentation boundaries drawn over it."""
+    img = ctx.display[k]
+    rgb = pictures.background_enhanced(img) if enhanced else pictures.gray_rgb(img)
+    colours = {
+        "ilm": pictures.GREEN,
+        "rnfl": pictures.CYAN,
+        "onl_top": pictures.MAGENTA,
+        "onl_bottom": pictures.MAGENTA,
+        "bm": pictures.YELLOW,
+    }
+    for name in layers:
+        rgb = pictures.draw_rows(rgb, getattr(ctx.segmentation, name)[k], colours[name])
+    return rgb
+
+
+def sample_indices(n: int, limit: int) -> np.ndarray:
+    """At most ``limit`` B-scan indices spread evenly over ``n`` (all of them when n <= limit)."""
+    if n <= limit:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))

@@ -1,0 +1,165 @@
+"""Illumination (OSCAR-IB I): vignetting, shadows and uneven signal across the scan."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from qmroct import pictures
+from qmroct.measures.base import register
+from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers
+from qmroct.measures.context import ScanContext
+from qmroct.measures.verdicts import grade, worst
+from qmroct.metrics.illumination import (
+    ascan_signal,
+    bscan_gain_cv,
+    dark_fraction,
+    edge_centre_ratio,
+    sector_signal_db,
+    signal_cv,
+    weakest_sector_deficit_db,
+)
+
+
+class IlluminationParams(BaseModel):
+    sectors: int = Field(16, ge=2, le=128, description="vertical sectors for the weakest SNR")
+    edge_centre_warn: float = Field(0.8, gt=0, le=1, description="edge/centre below this warns")
+    edge_centre_fail: float = Field(0.6, gt=0, le=1, description="edge/centre below this fails")
+    sector_deficit_warn_db: float = Field(2.0, gt=0, le=40, description="weakest sector deficit")
+    sector_deficit_fail_db: float = Field(4.0, gt=0, le=40)
+    dark_warn: float = Field(0.02, ge=0, le=1, description="dark A-scan fraction that warns")
+    dark_fail: float = Field(0.08, ge=0, le=1)
+    gain_cv_warn: float = Field(0.10, gt=0, le=2, description="B-scan gain CV that warns")
+    gain_cv_fail: float = Field(0.25, gt=0, le=2)
+
+
+@register
+class Illumination(SuiteMeasure):
+    """Illumination, from s(j), the mean retinal reflectivity (linear estimate) of each A-scan: its CV, the
+    edge/centre ratio (vignetting), the weakest of 16 sectors below their median (dB; a shadow
+    or a dim side), the fraction of A-scans darker than half the median (shadows), and for
+    volumes the CV of the per-B-scan gain. Soft criterion: failures here rarely exclude a scan
+    alone (Tewarie 2012)."""
+
+    name = "illumination"
+    version = "1.0.0"
+    criteria = ("I",)
+    Params = IlluminationParams
+    #: value name -> (unit, direction, meaning); drives the report and docs/measures.md
+    values_doc = {
+        "signal_cv": ("", "lower is better", "CV of the per-A-scan retinal signal"),
+        "edge_centre_ratio": ("", "closer to 1 is better", "outer 10% over central 50%"),
+        "weakest_sector_snr_db": ("dB", "higher is better", "lowest SNR of 16 vertical sectors"),
+        "weakest_sector_deficit_db": (
+            "dB",
+            "lower is better",
+            "median sector SNR minus the weakest",
+        ),
+        "dark_fraction": ("fraction", "lower is better", "A-scans below half the median signal"),
+        "bscan_gain_cv": ("", "lower is better", "CV of the per-B-scan mean signal (volumes)"),
+        "intensity_map": ("", "", "relative linear reflectivity estimate the ratios used"),
+    }
+
+    def evaluate(self, ctx: ScanContext, params: IlluminationParams) -> Evaluation:  # type: ignore[override]
+        linear, lin_name = ctx.linear_and_name
+        s = ascan_signal(linear, ctx.retina)
+        bg = linear[ctx.vitreous]
+        bg = bg[np.isfinite(bg)]
+        noise = float(bg.std()) if bg.size > 10 else float("nan")
+        sectors = sector_signal_db(s, noise, params.sectors)
+        ec = edge_centre_ratio(s)
+        deficit = weakest_sector_deficit_db(sectors)
+        dark = dark_fraction(s)
+        gain = bscan_gain_cv(s)
+        values = {
+            "signal_cv": signal_cv(s),
+            "edge_centre_ratio": ec,
+            "weakest_sector_snr_db": float(np.nanmin(sectors))
+            if np.isfinite(sectors).any()
+            else None,
+            "weakest_sector_deficit_db": deficit,
+            "dark_fraction": dark,
+            "bscan_gain_cv": gain,
+            "intensity_map": lin_name,
+        }
+        gradings = [
+            grade(
+                "I",
+                "edge/centre",
+                ec,
+                warn=params.edge_centre_warn,
+                fail=params.edge_centre_fail,
+                higher_is_better=True,
+            ),
+            grade(
+                "I",
+                "weakest sector deficit",
+                deficit,
+                warn=params.sector_deficit_warn_db,
+                fail=params.sector_deficit_fail_db,
+                higher_is_better=False,
+                unit=" dB",
+            ),
+            grade(
+                "I",
+                "dark A-scans",
+                dark,
+                warn=params.dark_warn,
+                fail=params.dark_fail,
+                higher_is_better=False,
+            ),
+        ]
+        if np.isfinite(gain):
+            gradings.append(
+                grade(
+                    "I",
+                    "B-scan gain CV",
+                    gain,
+                    warn=params.gain_cv_warn,
+                    fail=params.gain_cv_fail,
+                    higher_is_better=False,
+                )
+            )
+        k = ctx.centre_index
+        med = float(np.nanmedian(s)) if np.isfinite(s).any() else 0.0
+        panels = [
+            pictures.panel(
+                bscan_with_layers(ctx, k, enhanced=True),
+                f"B-scan {k}, background-enhanced: shadows and dim sides show",
+            )
+        ]
+        if s.shape[0] > 1:
+            lo, hi = (0.0, float(np.nanmax(s))) if np.isfinite(s).any() else (0.0, 1.0)
+            en = pictures.resize(pictures.colormap(s, lo, hi), 320, 320)
+            panels.append(
+                pictures.panel(
+                    en, "en-face mean retinal intensity (vignetting, shadows)", width=640
+                )
+            )
+        panels.append(
+            pictures.plot(
+                [(np.nanmean(s, axis=0), pictures.WHITE, "s(j)")],
+                title="mean retinal intensity per A-scan (column)",
+                hlines=[(0.5 * med, pictures.RED, "half median")],
+            )
+        )
+        panels.append(
+            pictures.plot(
+                [(sectors, pictures.CYAN, "sector SNR dB")],
+                title=f"SNR of {params.sectors} vertical sectors",
+                hlines=[
+                    (
+                        float(np.nanmedian(sectors)) - params.sector_deficit_fail_db,
+                        pictures.RED,
+                        "fail",
+                    )
+                ]
+                if np.isfinite(sectors).any()
+                else [],
+            )
+        )
+        return Evaluation(
+            values,
+            [worst("I", gradings)],
+            pictures.stack(panels, title="illumination (OSCAR-IB I)"),
+        )

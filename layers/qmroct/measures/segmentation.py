@@ -1,0 +1,208 @@
+"""Segmentation plausibility (OSCAR-IB A): did the layer algorithm stay on its borders?"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from qmroct import pictures
+from qmroct.measures.base import register
+from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers
+from qmroct.measures.context import ScanContext
+from qmroct.measures.verdicts import grade, worst
+from qmroct.metrics.plausibility import (
+    disagreement_px,
+    edge_strength,
+    edge_strength_p05,
+    gap_fraction,
+    jump_fraction,
+    order_violation_fraction,
+    subilm_gap,
+)
+
+LAYERS = ("ilm", "rnfl", "onl_top", "onl_bottom", "bm")
+
+
+class SegmentationParams(BaseModel):
+    max_jump_um: float = Field(50.0, gt=0, le=1000, description="boundary step between A-scans")
+    gap_warn: float = Field(0.05, ge=0, le=1)
+    gap_fail: float = Field(0.20, ge=0, le=1)
+    order_warn: float = Field(0.01, ge=0, le=1)
+    order_fail: float = Field(0.05, ge=0, le=1)
+    jump_warn: float = Field(0.01, ge=0, le=1)
+    jump_fail: float = Field(0.03, ge=0, le=1)
+    edge_warn: float = Field(0.35, ge=-1, le=1, description="ILM edge P5 / median that warns")
+    edge_fail: float = Field(0.15, ge=-1, le=1, description="ILM edge P5 / median that fails")
+    gap_level: float = Field(0.15, ge=0, le=1, description="sub-ILM level that counts as a gap")
+    subilm_warn: float = Field(0.01, ge=0, le=1, description="A-scans with a sub-ILM gap: warn")
+    subilm_fail: float = Field(0.04, ge=0, le=1, description="A-scans with a sub-ILM gap: fail")
+    device_far_um: float = Field(15.0, gt=0, description="|ours - device| that counts as apart")
+    device_warn_um: float = Field(10.0, gt=0, description="mean |ours - device| that warns")
+    device_fail_um: float = Field(25.0, gt=0, description="mean |ours - device| that fails")
+
+
+@register
+class SegmentationPlausibility(SuiteMeasure):
+    """Plausibility of the ILM, RNFL, ONL and BM boundaries: gaps, out-of-order boundaries,
+    jumps between neighbouring A-scans, the weakest 5% of the ILM edge (a boundary off its border
+    sits on no edge), a dark vitreous gap just under the ILM (the ILM latched onto a membrane) and, when the file carries the device's own segmentation, the mean distance
+    to it. Thresholds from the phantom sweep (layer_artefact) and Jammal et al. 2019 practice."""
+
+    name = "segmentation"
+    version = "1.0.0"
+    criteria = ("A",)
+    Params = SegmentationParams
+    #: value name -> (unit, direction, meaning); drives the report and docs/measures.md
+    values_doc = {
+        "gap_fraction": ("fraction", "lower is better", "A-scans missing ILM or BM"),
+        "order_violation_fraction": (
+            "fraction",
+            "lower is better",
+            "A-scans with boundaries out of order",
+        ),
+        "jump_fraction": (
+            "fraction",
+            "lower is better",
+            "neighbour steps above max_jump_um (ILM or BM)",
+        ),
+        "ilm_edge_p05": (
+            "",
+            "higher is better",
+            "5th percentile of the ILM edge step over its median",
+        ),
+        "device_disagreement_um": (
+            "µm",
+            "lower is better",
+            "mean distance to the device's ILM/BM (worse of the two)",
+        ),
+        "confidence_mean": ("", "higher is better", "mean segmentation confidence"),
+    }
+
+    def evaluate(self, ctx: ScanContext, params: SegmentationParams) -> Evaluation:  # type: ignore[override]
+        s = ctx.segmentation
+        axial = ctx.scan.meta.spacing.axial_um
+        layers = [getattr(s, name) for name in LAYERS]
+        gaps = gap_fraction(s.ilm, s.bm)
+        order = order_violation_fraction(layers)
+        jump_px = params.max_jump_um / axial
+        jumps = max(jump_fraction(s.ilm, jump_px), jump_fraction(s.bm, jump_px))
+        strength = edge_strength(ctx.display, s.ilm)
+        ref = float(np.nanmedian(strength)) if np.isfinite(strength).any() else float("nan")
+        edge = edge_strength_p05(strength, ref)
+        device = ctx.scan.segmentation or {}
+        dis = [
+            disagreement_px(getattr(s, ours), device[theirs]) * axial
+            for ours, theirs in (("ilm", "ILM"), ("bm", "BM"))
+            if theirs in device and device[theirs].shape == getattr(s, ours).shape
+        ]
+        dis_um = float(np.nanmax(dis)) if dis and np.isfinite(dis).any() else None
+        apart = None
+        if "ILM" in device and device["ILM"].shape == s.ilm.shape:
+            both = np.isfinite(s.ilm) & np.isfinite(device["ILM"])
+            if both.any():
+                diff = np.abs(s.ilm[both] - device["ILM"][both]) * axial
+                apart = float(np.mean(diff > params.device_far_um))
+        gap_map = subilm_gap(
+            ctx.display,
+            s.ilm,
+            start_px=max(2, int(round(8.0 / axial))),
+            depth_px=max(3, int(round(40.0 / axial))),
+        )
+        known = np.isfinite(gap_map)
+        gap_frac = (
+            float(np.mean(gap_map[known] < params.gap_level)) if known.any() else float("nan")
+        )
+        values = {
+            "gap_fraction": gaps,
+            "order_violation_fraction": order,
+            "jump_fraction": jumps,
+            "ilm_edge_p05": edge,
+            "subilm_gap_fraction": gap_frac,
+            "device_disagreement_um": dis_um,
+            "device_apart_fraction": apart,
+            "confidence_mean": float(np.nanmean(s.confidence)),
+        }
+        gradings = [
+            grade(
+                "A",
+                "gaps",
+                gaps,
+                warn=params.gap_warn,
+                fail=params.gap_fail,
+                higher_is_better=False,
+            ),
+            grade(
+                "A",
+                "order violations",
+                order,
+                warn=params.order_warn,
+                fail=params.order_fail,
+                higher_is_better=False,
+            ),
+            grade(
+                "A",
+                "jumps",
+                jumps,
+                warn=params.jump_warn,
+                fail=params.jump_fail,
+                higher_is_better=False,
+            ),
+            grade(
+                "A",
+                "ILM edge P5/median",
+                edge,
+                warn=params.edge_warn,
+                fail=params.edge_fail,
+                higher_is_better=True,
+            ),
+        ]
+        if dis_um is not None:
+            gradings.append(
+                grade(
+                    "A",
+                    "disagreement with device",
+                    dis_um,
+                    warn=params.device_warn_um,
+                    fail=params.device_fail_um,
+                    higher_is_better=False,
+                    unit=" µm",
+                )
+            )
+        # Show the B-scan with the weakest ILM edge: where a failure would be.
+        gaps_per_b = np.nansum(gap_map < params.gap_level, axis=1)
+        per_b = np.array(
+            [np.nanpercentile(r, 5) if np.isfinite(r).any() else np.inf for r in strength]
+        )
+        if gaps_per_b.any():
+            k = int(np.argmax(gaps_per_b))
+        else:
+            k = int(np.argmin(per_b)) if np.isfinite(per_b).any() else ctx.centre_index
+        rgb = bscan_with_layers(ctx, k, LAYERS)
+        weak = np.flatnonzero(
+            (np.isfinite(strength[k]) & (strength[k] < params.edge_fail * ref))
+            | (np.isfinite(gap_map[k]) & (gap_map[k] < params.gap_level))
+        )
+        gap_cols = np.flatnonzero(~np.isfinite(s.ilm[k]) | ~np.isfinite(s.bm[k]))
+        rgb = pictures.annotate(
+            rgb,
+            lines=[(j, 0, j, 4, pictures.RED) for j in weak]
+            + [(j, ctx.height - 5, j, ctx.height - 1, pictures.ORANGE) for j in gap_cols],
+        )
+        panels = [
+            pictures.panel(
+                rgb,
+                f"B-scan {k}: ILM green, RNFL cyan, ONL magenta, BM yellow; "
+                "weak ILM edge red (top), gaps orange (bottom)",
+            )
+        ]
+        if "ILM" in device and device["ILM"].shape == s.ilm.shape:
+            drgb = pictures.draw_rows(
+                pictures.gray_rgb(ctx.display[k]), device["ILM"][k], pictures.CYAN
+            )
+            drgb = pictures.draw_rows(drgb, s.ilm[k], pictures.GREEN)
+            panels.append(pictures.panel(drgb, "ILM: ours (green) against the device's (cyan)"))
+        return Evaluation(
+            values,
+            [worst("A", gradings)],
+            pictures.stack(panels, title="segmentation (OSCAR-IB A)"),
+        )

@@ -1,0 +1,160 @@
+"""Signal strength (OSCAR-IB S): QI, mTCI, SNR and CNR, and the device's own quality value."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from qmroct import pictures
+from qmroct.measures.base import register
+from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers, sample_indices
+from qmroct.measures.context import ScanContext
+from qmroct.measures.verdicts import grade, worst
+from qmroct.metrics.contrast import cnr, snr_db
+from qmroct.metrics.histogram import (
+    MTCI_DEFAULT_CONSTANT,
+    MTCI_DEVICE_CONSTANT,
+    mtci,
+    quality_index,
+)
+from qmroct.metrics.intensity import valid_values
+
+#: The device quality floors of OSCAR-IB S (Tewarie et al. 2012): Spectralis Q below 15 dB is
+#: poor; Topcon's FAST_Q2 index is read on the same 0..100 scale with 45 as its usual floor.
+DEVICE_FLOOR: dict[str, float] = {"spectralis_q": 15.0, "topcon_fast_q2": 45.0}
+
+
+class SignalParams(BaseModel):
+    snr_warn_db: float = Field(
+        12.0, ge=-20, le=60, description="SNR below this warns (phantom sweep, moderate low_signal)"
+    )
+    snr_fail_db: float = Field(6.0, ge=-20, le=60, description="SNR below this fails")
+    max_bscans: int = Field(32, ge=1, le=1024, description="B-scans sampled for the histograms")
+    c_dev: float | None = Field(
+        None, gt=0, lt=1, description="mTCI device constant; None: from the device name"
+    )
+
+
+def _device_constant(device: str | None) -> float:
+    name = (device or "").lower()
+    for key, c in MTCI_DEVICE_CONSTANT.items():
+        if key in name:
+            return c
+    return MTCI_DEFAULT_CONSTANT
+
+
+@register
+class Signal(SuiteMeasure):
+    """Signal strength. SNR (dB, vitreous noise) grades the letter; QI, mTCI and CNR are reported
+    with it, and the device's own value (Spectralis Q < 15 dB fails, OSCAR-IB) when the file has
+    one. Low values mean a weak, noisy image: cataract, dry cornea, poor alignment."""
+
+    name = "signal"
+    version = "1.0.0"
+    criteria = ("S",)
+    Params = SignalParams
+    #: value name -> (unit, direction, meaning); drives the report and docs/measures.md
+    values_doc = {
+        "qi": ("", "higher is better", "Quality Index, median over sampled B-scans (Stein 2006)"),
+        "qi_min": ("", "higher is better", "lowest B-scan QI"),
+        "mtci": ("", "higher is better", "maximum tissue contrast index, median (Huang 2012)"),
+        "mtci_c_dev": ("", "", "device constant used for mTCI"),
+        "snr_db": ("dB", "higher is better", "10 log10(mean retina^2 / var vitreous)"),
+        "snr_db_min": ("dB", "higher is better", "lowest B-scan SNR"),
+        "cnr": (
+            "",
+            "higher is better",
+            "|mu_ret - mu_bg| / sqrt(var_ret + var_bg), background = vitreous",
+        ),
+        "device_quality": (
+            "device units",
+            "higher is better",
+            "the device's own quality value (mean)",
+        ),
+        "device_quality_kind": ("", "", "what device_quality means"),
+    }
+
+    def evaluate(self, ctx: ScanContext, params: SignalParams) -> Evaluation:  # type: ignore[override]
+        scan = ctx.scan
+        idx = sample_indices(scan.bscans.shape[0], params.max_bscans)
+        c_dev = params.c_dev or _device_constant(scan.meta.device)
+        qis = np.array([quality_index(valid_values(ctx.display[k])) for k in idx])
+        mtcis = np.array([mtci(valid_values(ctx.display[k]), c_dev=c_dev) for k in idx])
+        snrs = np.array([snr_db(ctx.display[k], ctx.retina[k], ctx.vitreous[k]) for k in idx])
+        snr = snr_db(ctx.display[idx], ctx.retina[idx], ctx.vitreous[idx])
+        contrast = cnr(ctx.display[idx], ctx.retina[idx], ctx.vitreous[idx])
+        dq = [q for q in (scan.meta.device_quality or []) if q is not None]
+        values: dict[str, object] = {
+            "qi": float(np.nanmedian(qis)) if np.isfinite(qis).any() else None,
+            "qi_min": float(np.nanmin(qis)) if np.isfinite(qis).any() else None,
+            "mtci": float(np.nanmedian(mtcis)) if np.isfinite(mtcis).any() else None,
+            "mtci_c_dev": c_dev,
+            "snr_db": snr,
+            "snr_db_min": float(np.nanmin(snrs)) if np.isfinite(snrs).any() else None,
+            "cnr": contrast,
+            "device_quality": float(np.mean(dq)) if dq else None,
+            "device_quality_kind": scan.meta.device_quality_kind,
+        }
+        gradings = [
+            grade(
+                "S",
+                "SNR",
+                snr,
+                warn=params.snr_warn_db,
+                fail=params.snr_fail_db,
+                higher_is_better=True,
+                unit=" dB",
+                source="phantom calibration",
+            )
+        ]
+        floor = DEVICE_FLOOR.get(scan.meta.device_quality_kind or "")
+        if dq and floor is not None:
+            gradings.append(
+                grade(
+                    "S",
+                    f"device quality ({scan.meta.device_quality_kind})",
+                    min(dq),
+                    warn=floor,
+                    fail=floor,
+                    higher_is_better=True,
+                    source="OSCAR-IB, Tewarie 2012",
+                )
+            )
+        verdict = worst("S", gradings)
+        return Evaluation(values, [verdict], self._picture(ctx, idx, snrs, params))
+
+    def _picture(
+        self, ctx: ScanContext, idx: np.ndarray, snrs: np.ndarray, params: SignalParams
+    ) -> np.ndarray:
+        k = ctx.centre_index
+        rgb = bscan_with_layers(ctx, k)
+        v = valid_values(ctx.display[k])
+        hist, edges = np.histogram(v, bins=100, range=(0.0, 1.0))
+        p1, p75, p99 = np.percentile(v, [1, 75, 99]) if v.size else (0, 0, 0)
+        at = lambda x: float(x) * 99.0  # noqa: E731 - histogram bin position of a value
+        hplot = pictures.plot(
+            [(hist / max(hist.max(), 1), pictures.WHITE, "pdf")],
+            title=f"histogram of B-scan {k} (display scale {ctx.scale_used})",
+            vlines=[
+                (at(p1), pictures.CYAN, "P1"),
+                (at(p75), pictures.YELLOW, "P75"),
+                (at(p99), pictures.RED, "P99"),
+            ],
+            ylim=(0, 1.05),
+        )
+        panels = [
+            pictures.panel(rgb, f"B-scan {k}: retina between ILM (green) and BM (yellow)"),
+            hplot,
+        ]
+        if len(idx) > 1:
+            panels.append(
+                pictures.plot(
+                    [(snrs, pictures.GREEN, "SNR dB")],
+                    title="SNR per sampled B-scan",
+                    hlines=[
+                        (params.snr_warn_db, pictures.YELLOW, "warn"),
+                        (params.snr_fail_db, pictures.RED, "fail"),
+                    ],
+                )
+            )
+        return pictures.stack(panels, title="signal strength (OSCAR-IB S)")

@@ -1,0 +1,72 @@
+"""Turning values into OSCAR-IB verdicts, with the threshold and its source in the reason."""
+
+from __future__ import annotations
+
+import math
+
+from qmroct.results import Criterion, CriterionVerdict, Verdict
+
+
+def grade(
+    criterion: Criterion,
+    name: str,
+    value: float | None,
+    *,
+    warn: float,
+    fail: float,
+    higher_is_better: bool,
+    unit: str = "",
+    source: str = "",
+) -> CriterionVerdict:
+    """pass / warn / fail for one value against two thresholds (NaN: fail, value unknown)."""
+    src = f" ({source})" if source else ""
+    if value is None or not math.isfinite(value):
+        return CriterionVerdict(
+            criterion=criterion, verdict=Verdict.FAIL, reason=f"{name} could not be computed"
+        )
+    shown = f"{name} = {value:.3g}{unit}"
+    if higher_is_better:
+        if value < fail:
+            return CriterionVerdict(
+                criterion=criterion, verdict=Verdict.FAIL, reason=f"{shown} < {fail:g}{unit}{src}"
+            )
+        if value < warn:
+            return CriterionVerdict(
+                criterion=criterion, verdict=Verdict.WARN, reason=f"{shown} < {warn:g}{unit}{src}"
+            )
+        return CriterionVerdict(
+            criterion=criterion, verdict=Verdict.PASS, reason=f"{shown} >= {warn:g}{unit}{src}"
+        )
+    if value > fail:
+        return CriterionVerdict(
+            criterion=criterion, verdict=Verdict.FAIL, reason=f"{shown} > {fail:g}{unit}{src}"
+        )
+    if value > warn:
+        return CriterionVerdict(
+            criterion=criterion, verdict=Verdict.WARN, reason=f"{shown} > {warn:g}{unit}{src}"
+        )
+    return CriterionVerdict(
+        criterion=criterion, verdict=Verdict.PASS, reason=f"{shown} <= {warn:g}{unit}{src}"
+    )
+
+
+_ORDER = {Verdict.PASS: 0, Verdict.WARN: 1, Verdict.FAIL: 2}
+
+
+def worst(criterion: Criterion, verdicts: list[CriterionVerdict]) -> CriterionVerdict:
+    """Combine several gradings of the same letter: the worst one wins, its reasons listed."""
+    graded = [v for v in verdicts if v.verdict in _ORDER]
+    if not graded:
+        reasons = "; ".join(v.reason for v in verdicts) or "nothing to grade"
+        return CriterionVerdict(criterion=criterion, verdict=Verdict.NOT_APPLICABLE, reason=reasons)
+    top = max(graded, key=lambda v: _ORDER[v.verdict])
+    bad = [v.reason for v in graded if v.verdict == top.verdict]
+    return CriterionVerdict(criterion=criterion, verdict=top.verdict, reason="; ".join(bad))
+
+
+def not_applicable(criterion: Criterion, reason: str) -> CriterionVerdict:
+    return CriterionVerdict(criterion=criterion, verdict=Verdict.NOT_APPLICABLE, reason=reason)
+
+
+def failed(criterion: Criterion, reason: str) -> CriterionVerdict:
+    return CriterionVerdict(criterion=criterion, verdict=Verdict.FAIL, reason=reason)

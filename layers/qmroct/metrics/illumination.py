@@ -1,0 +1,140 @@
+"""Illumination: vignetting, shadowing and uneven signal across the scan (OSCAR-IB I), and the
+left/right ONL brightness balance that reveals an off-centre beam (OSCAR-IB B).
+
+All functions take ``s``, the mean retinal intensity of each A-scan (display scale).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def ascan_signal(img: np.ndarray, retina: np.ndarray) -> np.ndarray:
+    """s(k, j): the mean display intensity of the retina in each A-scan (NaN without retina)."""
+    vals = np.where(retina & np.isfinite(img), img, 0.0)
+    cnt = retina.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, vals.sum(axis=1) / np.maximum(cnt, 1), np.nan)
+
+
+def signal_cv(s: np.ndarray) -> float:
+    """Coefficient of variation of the per-A-scan retinal signal.
+
+    .. math:: \\mathrm{CV} = \\sigma(s) / \\mu(s)
+
+    Units: none. Direction: lower is better.
+    """
+    v = s[np.isfinite(s)]
+    if v.size < 2 or v.mean() <= 0:
+        return float("nan")
+    return float(v.std() / v.mean())
+
+
+def edge_centre_ratio(s: np.ndarray, *, edge: float = 0.10, centre: float = 0.50) -> float:
+    """Mean signal in the outer ``edge`` band over the mean in the central ``centre`` part.
+
+    For one B-scan the bands run along the lateral axis; for a volume's en-face map (n, w) they
+    are square rings of the normalised Chebyshev radius.
+
+    .. math:: R = \\overline{s}_{r > 1 - e} \\,/\\, \\overline{s}_{r < c}
+
+    Units: none. Direction: closer to 1 is better (vignetting lowers it).
+    """
+    s = np.atleast_2d(s)
+    n, w = s.shape
+    x = np.abs(np.linspace(-1.0, 1.0, w))[None, :]
+    y = np.abs(np.linspace(-1.0, 1.0, n))[:, None] if n > 3 else np.zeros((n, 1))
+    r = np.maximum(x, y)
+    outer, inner = s[(r > 1.0 - edge) & np.isfinite(s)], s[(r < centre) & np.isfinite(s)]
+    if outer.size == 0 or inner.size == 0 or inner.mean() <= 0:
+        return float("nan")
+    return float(outer.mean() / inner.mean())
+
+
+def sector_signal_db(s: np.ndarray, noise_sd: float, sectors: int = 16) -> np.ndarray:
+    """SNR in dB of each of ``sectors`` vertical sectors (equal column ranges).
+
+    .. math:: \\mathrm{SNR}_i = 10 \\log_{10} \\frac{\\overline{s}_i^{\\,2}}{\\sigma_{bg}^2}
+
+    Units: dB, one per sector. Direction: higher is better.
+    """
+    s = np.atleast_2d(s)
+    cols = np.array_split(np.arange(s.shape[1]), sectors)
+    out = np.full(sectors, np.nan)
+    if not noise_sd > 0:
+        return out
+    for i, c in enumerate(cols):
+        v = s[:, c]
+        v = v[np.isfinite(v)]
+        if v.size and v.mean() > 0:
+            out[i] = 10.0 * np.log10(v.mean() ** 2 / noise_sd**2)
+    return out
+
+
+def weakest_sector_deficit_db(sector_db: np.ndarray) -> float:
+    """How far the weakest of the sectors falls below their median (dB).
+
+    .. math:: \\Delta = \\operatorname{median}_i \\mathrm{SNR}_i - \\min_i \\mathrm{SNR}_i
+
+    Units: dB. Direction: lower is better.
+    """
+    v = sector_db[np.isfinite(sector_db)]
+    if v.size == 0:
+        return float("nan")
+    return float(np.median(v) - v.min())
+
+
+def dark_fraction(s: np.ndarray, *, threshold: float = 0.5) -> float:
+    """Fraction of A-scans darker than ``threshold`` times the median signal.
+
+    .. math:: f = \\#\\{j : s_j < 0.5\\,\\operatorname{median}(s)\\} / n
+
+    Units: fraction. Direction: lower is better (shadows raise it).
+    """
+    v = s[np.isfinite(s)]
+    if v.size == 0:
+        return float("nan")
+    return float(np.count_nonzero(v < threshold * np.median(v)) / v.size)
+
+
+def bscan_gain_cv(s: np.ndarray) -> float:
+    """CV of the per-B-scan mean retinal signal in a volume (B-scan gain spread).
+
+    .. math:: \\mathrm{CV}_B = \\sigma_k(\\overline{s}_k) / \\mu_k(\\overline{s}_k)
+
+    Units: none. Direction: lower is better. NaN for a single B-scan.
+    """
+    s = np.atleast_2d(s)
+    if s.shape[0] < 2:
+        return float("nan")
+    with np.errstate(all="ignore"):
+        m = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in s])
+    m = m[np.isfinite(m)]
+    if m.size < 2 or m.mean() <= 0:
+        return float("nan")
+    return float(m.std() / m.mean())
+
+
+def left_right_ratio(s: np.ndarray, *, exclude_centre: float = 0.2) -> float:
+    """Brightness balance of a layer between the left and right halves of the scan.
+
+    Applied to the mean ONL intensity per A-scan, it reveals an off-centre beam (OSCAR-IB B):
+    the ONL looks darker on the side where the beam enters obliquely (Henle fibre layer
+    reflectivity depends on the incidence angle; Lujan et al., IOVS 2011).
+
+    .. math:: r = \\min(\\overline{s}_L, \\overline{s}_R) / \\max(\\overline{s}_L, \\overline{s}_R)
+
+    Units: none, in (0, 1]. Direction: higher is better.
+    """
+    s = np.atleast_2d(s)
+    w = s.shape[1]
+    half = int(round(exclude_centre * w / 2.0))
+    left = s[:, : w // 2 - half]
+    right = s[:, w // 2 + half :]
+    lv, rv = left[np.isfinite(left)], right[np.isfinite(right)]
+    if lv.size == 0 or rv.size == 0:
+        return float("nan")
+    a, b = lv.mean(), rv.mean()
+    if max(a, b) <= 0:
+        return float("nan")
+    return float(min(a, b) / max(a, b))

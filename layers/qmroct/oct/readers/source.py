@@ -1,0 +1,103 @@
+"""Getting a scan's bytes in, under a size limit, with a name for every message."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from qmroct.errors import CorruptScan, ScanTooLarge
+
+# Sane upper bounds for any OCT dimension a header may declare; beyond them the header is corrupt.
+MAX_SIDE = 8192
+MAX_BSCANS = 4096
+
+
+def default_max_bytes() -> int:
+    from qmroct.config import load_settings
+
+    return load_settings().max_scan_bytes
+
+
+@dataclass(frozen=True)
+class Source:
+    """The bytes of one file, and the name to use when reporting on it."""
+
+    name: str
+    data: bytes
+    max_bytes: int
+
+    def need(self, end: int, what: str) -> None:
+        """Raise CorruptScan unless the file holds bytes up to ``end``."""
+        if end > len(self.data):
+            raise CorruptScan(
+                self.name, f"truncated: {what} needs {end} bytes, the file has {len(self.data)}"
+            )
+
+    def check_decoded(self, n_bytes: int, what: str) -> None:
+        """Refuse to allocate more than the limit for pixels a header declares (zip bombs)."""
+        if n_bytes > self.max_bytes:
+            raise ScanTooLarge(
+                self.name,
+                f"{what} would decode to {n_bytes} bytes, over the limit of {self.max_bytes}",
+            )
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def gunzip_bounded(name: str, data: bytes, max_bytes: int) -> bytes:
+    """Undo the gateway's gzip transfer compression without ever holding more than the limit.
+
+    A gzip member can claim almost any ratio, so decompress in steps and stop at the limit
+    instead of trusting the trailer's size field (zip bombs).
+    """
+    import zlib
+
+    d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out = bytearray()
+    view = memoryview(data)
+    step = 1 << 20
+    try:
+        for i in range(0, len(view), step):
+            out += d.decompress(view[i : i + step], max_bytes + 1 - len(out))
+            if len(out) > max_bytes or d.unconsumed_tail:
+                raise ScanTooLarge(
+                    name, f"gzip payload decompresses past the limit of {max_bytes} bytes"
+                )
+        out += d.flush()
+    except zlib.error as exc:
+        raise CorruptScan(name, f"broken gzip compression: {exc}") from None
+    if not d.eof:
+        raise CorruptScan(name, "truncated gzip compression")
+    if len(out) > max_bytes:
+        raise ScanTooLarge(name, f"gzip payload decompresses past the limit of {max_bytes} bytes")
+    return bytes(out)
+
+
+def load(path: Path, name: str, max_bytes: int) -> Source:
+    """Read a file whole, refusing it before reading when it is over the limit."""
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise CorruptScan(name, f"cannot open: {exc.strerror or exc}") from None
+    if size > max_bytes:
+        raise ScanTooLarge(name, f"file is {size} bytes, over the limit of {max_bytes}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise CorruptScan(name, f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:  # the file grew while we read it
+        raise ScanTooLarge(name, f"file is over the limit of {max_bytes} bytes")
+    return Source(name=name, data=data, max_bytes=max_bytes)
+
+
+def check_dims(name: str, **dims: int) -> None:
+    """Reject zero, negative and absurd dimensions a header declares."""
+    for key, value in dims.items():
+        limit = MAX_BSCANS if key in ("n_bscans", "frames") else MAX_SIDE
+        if value <= 0:
+            raise CorruptScan(name, f"zero dimension: {key} = {value}")
+        if value > limit:
+            raise CorruptScan(name, f"absurd header size: {key} = {value} (limit {limit})")

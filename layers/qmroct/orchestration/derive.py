@@ -1,0 +1,59 @@
+"""Derive actions: compute an intermediate product of one scan once, for every measure that
+needs it. Like a measure, a derive action sees one scan by presigned URL and nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from qmroct.errors import QmroctError
+from qmroct.objectstore.transfer import download, upload
+from qmroct.orchestration.models import DeriveActionResult, DeriveInvocation
+from qmroct.results import ResultStatus
+
+
+def _segmentation(data: bytes, name: str) -> bytes:
+    from qmroct.oct.readers.dispatch import read_scan
+    from qmroct.oct.segmentation import segment
+
+    return segment(read_scan(data, name=name)).to_bytes()
+
+
+#: product name -> function of (scan bytes, scan name) returning the product's bytes.
+PRODUCERS: dict[str, Callable[[bytes, str], bytes]] = {"segmentation": _segmentation}
+
+
+def run_derive(args: Mapping[str, Any], *, max_bytes: int | None = None) -> dict[str, Any]:
+    """Read the scan, compute the product, PUT it; a bad scan gives a failed result, not a crash."""
+    inv = DeriveInvocation.model_validate(dict(args))
+    out = {
+        "job_key": inv.job_key,
+        "lease_token": inv.lease_token,
+        "scan_hash": inv.scan_hash,
+        "measure": inv.measure,
+        "version": inv.version,
+    }
+    produce = PRODUCERS.get(inv.measure)
+    if produce is None:
+        return DeriveActionResult(
+            **out, status=ResultStatus.FAILED, error=f"no producer for {inv.measure!r}"
+        ).model_dump(mode="json")
+    if max_bytes is None:
+        from qmroct.config import load_settings
+
+        max_bytes = load_settings().max_scan_bytes
+    try:
+        data = download(inv.scan_url, max_bytes=max_bytes)
+        upload(
+            inv.output_url, produce(data, inv.scan_name), content_type="application/octet-stream"
+        )
+    except QmroctError as exc:
+        return DeriveActionResult(**out, status=ResultStatus.FAILED, error=str(exc)).model_dump(
+            mode="json"
+        )
+    return DeriveActionResult(
+        **out,
+        status=ResultStatus.OK,
+        output_bucket=inv.output_bucket,
+        output_key=inv.output_key,
+    ).model_dump(mode="json")

@@ -1,0 +1,192 @@
+"""Measure publication: the descriptor in s3://oct-measures/{name}/{version}.json, and what the
+on-measure-published action does with it.
+
+Publishing a version registers it and enqueues one low-priority backfill job per stored scan.
+Retiring (the same object written again with ``state: retired``) stops new jobs, dead-letters
+the version's waiting jobs and keeps every result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from qmroct.errors import QmroctError
+from qmroct.events import EventLog
+from qmroct.objectstore.base import ObjectStore
+from qmroct.orchestration.context import ActionContext
+from qmroct.orchestration.ingest import jobs_for_scan
+from qmroct.orchestration.invoking import wake_scheduler
+from qmroct.storage.buckets import MEASURES_BUCKET, measure_key
+from qmroct.storage.ledger import PRIORITY_BACKFILL, Ledger
+from qmroct.storage.records import MeasureState, MeasureVersion, version_key
+from qmroct.triggers.filters import Route, classify
+
+log = logging.getLogger(__name__)
+
+
+class PublicationError(QmroctError):
+    """A measure descriptor object could not be used (``key`` names it)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}")
+
+
+class MeasurePublication(BaseModel):
+    """The JSON object at ``oct-measures/{name}/{version}.json``."""
+
+    name: str
+    version: str
+    state: Literal["published", "retired"] = "published"
+    action: str = ""
+    code_digest: str = ""
+    params_schema: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    requires: list[str] = Field(default_factory=list)
+    published_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def registry_entry(self) -> MeasureVersion:
+        retired = self.state == "retired"
+        return MeasureVersion(
+            name=self.name,
+            version=self.version,
+            action=self.action or f"run-{self.name}",
+            code_digest=self.code_digest,
+            params_schema=self.params_schema,
+            params=self.params,
+            requires=self.requires,
+            state=MeasureState.RETIRED if retired else MeasureState.PUBLISHED,
+            published_at=self.published_at,
+            retired_at=datetime.now(UTC) if retired else None,
+        )
+
+
+def describe_measure(name: str) -> dict[str, Any]:
+    """What the measure registry in code says about ``name``: requires, params schema, digest.
+
+    The digest is the SHA-256 of the measure's module source, so a code change shows in every
+    result's ``code_digest``. Unknown names give an empty description.
+    """
+    from qmroct.measures.base import registry
+
+    cls = registry().get(name)
+    if cls is None:
+        return {}
+    module = inspect.getmodule(cls)
+    source = inspect.getsource(module) if module else inspect.getsource(cls)
+    return {
+        "requires": list(cls.requires),
+        "params_schema": cls.Params.model_json_schema(),
+        "code_digest": "sha256:" + hashlib.sha256(source.encode()).hexdigest(),
+    }
+
+
+def publish_measure(
+    store: ObjectStore,
+    name: str,
+    version: str,
+    *,
+    state: Literal["published", "retired"] = "published",
+    bucket: str = MEASURES_BUCKET,
+    describe: bool = True,
+    **fields: Any,
+) -> MeasurePublication:
+    """Write the descriptor that publishes (or retires) one measure version.
+
+    Fields not given come from the measure's class when ``describe`` is set and it is known.
+    """
+    known = describe_measure(name) if describe else {}
+    pub = MeasurePublication(name=name, version=version, state=state, **{**known, **fields})
+    body = pub.model_dump_json(indent=2).encode()
+    store.ensure_bucket(bucket, versioning=True)
+    store.put(bucket, measure_key(name, version), body, content_type="application/json")
+    return pub
+
+
+class PublicationReport(BaseModel):
+    name: str
+    version: str
+    state: str
+    active: bool
+    backfill_enqueued: int = 0
+    cancelled: int = 0
+
+
+def apply_publication(ledger: Ledger, pub: MeasurePublication) -> PublicationReport:
+    """Register the version; backfill when it is the active one; on retirement, stop its jobs."""
+    catalog = ledger.catalog
+    catalog.put_measure(pub.registry_entry())
+    active = catalog.active_version(pub.name)
+    report = PublicationReport(
+        name=pub.name,
+        version=pub.version,
+        state=pub.state,
+        active=active is not None and active.version == pub.version,
+    )
+    if pub.state == "retired":
+        report.cancelled = ledger.cancel(pub.name, pub.version, f"{pub.name} {pub.version} retired")
+    elif report.active:
+        # Waiting jobs of older versions would only produce values that get archived at once.
+        for older in catalog.measures(MeasureState.PUBLISHED):
+            if older.name == pub.name and version_key(older.version) < version_key(pub.version):
+                report.cancelled += ledger.cancel(
+                    older.name, older.version, f"superseded by {pub.name} {pub.version}"
+                )
+    if active is not None:
+        # The active version (new, or the previous one after a retirement) covers every scan;
+        # keys already present are no-ops.
+        report.backfill_enqueued = _backfill(ledger, active)
+    return report
+
+
+def _backfill(ledger: Ledger, m: MeasureVersion, batch: int = 500) -> int:
+    total, chunk = 0, []
+    for scan in ledger.catalog.scans():
+        chunk.extend(jobs_for_scan(scan.scan_hash, [m], priority=PRIORITY_BACKFILL))
+        if len(chunk) >= batch:
+            total += ledger.enqueue_many(chunk)
+            chunk = []
+    return total + ledger.enqueue_many(chunk)
+
+
+def read_publication(
+    store: ObjectStore, bucket: str, key: str, version_id: str | None
+) -> MeasurePublication:
+    where = f"{bucket}/{key}"
+    try:
+        pub = MeasurePublication.model_validate(
+            json.loads(store.get(bucket, key, version_id=version_id))
+        )
+    except (ValueError, TypeError) as exc:
+        raise PublicationError(where, f"not a measure descriptor: {exc}") from exc
+    if measure_key(pub.name, pub.version) != key:
+        raise PublicationError(where, f"describes {pub.name} {pub.version}, not its own key")
+    return pub
+
+
+def on_measure_published(
+    ctx: ActionContext, event: Mapping[str, Any], *, bucket: str = MEASURES_BUCKET
+) -> list[PublicationReport]:
+    """Handle one MinIO event body from the measures bucket."""
+    reports: list[PublicationReport] = []
+    route = Route(bucket=bucket, trigger="measure-published", suffixes=(".json",))
+    for obj, matched, _reason in classify(EventLog.model_validate(dict(event)), [route]):
+        if matched is None:
+            continue
+        reports.append(
+            apply_publication(
+                ctx.ledger, read_publication(ctx.store, obj.bucket, obj.key, obj.version_id)
+            )
+        )
+    if any(r.backfill_enqueued for r in reports):
+        wake_scheduler(ctx)
+    return reports

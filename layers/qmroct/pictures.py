@@ -1,0 +1,264 @@
+"""Pictures a clinician reads at a glance: B-scans with overlays, en-face maps and small plots.
+
+Pure drawing with Pillow: arrays in, RGB arrays or PNG bytes out. Measures call these; the
+action stores the bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+RGB = tuple[int, int, int]
+RED: RGB = (230, 40, 40)
+GREEN: RGB = (40, 200, 80)
+YELLOW: RGB = (240, 200, 30)
+CYAN: RGB = (40, 200, 230)
+MAGENTA: RGB = (220, 60, 220)
+ORANGE: RGB = (250, 140, 20)
+WHITE: RGB = (255, 255, 255)
+GREY: RGB = (140, 140, 140)
+BG: RGB = (18, 18, 22)
+
+_FONT = ImageFont.load_default()
+
+
+def gray_rgb(img: np.ndarray, *, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """A display image (NaN shown black) as uint8 RGB, windowed to [lo, hi] (P0.5..P99.5)."""
+    a = np.asarray(img, dtype=np.float32)
+    ok = np.isfinite(a)
+    if lo is None or hi is None:
+        v = a[ok]
+        p_lo, p_hi = np.percentile(v, [0.5, 99.5]) if v.size else (0.0, 1.0)
+        lo = p_lo if lo is None else lo
+        hi = p_hi if hi is None else hi
+    span = (hi - lo) or 1.0
+    g = np.clip((np.where(ok, a, lo) - lo) / span, 0, 1)
+    u8 = (g * 255).astype(np.uint8)
+    return np.repeat(u8[..., None], 3, axis=2)
+
+
+def background_enhanced(img: np.ndarray) -> np.ndarray:
+    """A B-scan windowed on the background (P2..P60, square-root): noise, shadows and ghosts show.
+
+    The MRIQC practice: artefacts live in the background, which a normal window hides.
+    """
+    a = np.asarray(img, dtype=np.float32)
+    v = a[np.isfinite(a)]
+    if v.size == 0:
+        return gray_rgb(a)
+    lo, hi = np.percentile(v, [2, 60])
+    g = np.sqrt(np.clip((np.where(np.isfinite(a), a, lo) - lo) / ((hi - lo) or 1.0), 0, 1))
+    # A perceptual colour ramp (dark blue, orange, white) makes faint structure readable.
+    r = np.clip(1.6 * g, 0, 1)
+    gg = np.clip(1.6 * g - 0.5, 0, 1)
+    b = np.clip(0.5 - g, 0, 1) + np.clip(2 * g - 1.2, 0, 1)
+    return (np.stack([r, gg, b], axis=-1) * 255).astype(np.uint8)
+
+
+def colormap(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """A blue-to-yellow colour map (NaN: dark grey) for en-face maps, uint8 RGB."""
+    a = np.asarray(values, dtype=np.float64)
+    t = np.clip((np.where(np.isfinite(a), a, lo) - lo) / ((hi - lo) or 1.0), 0, 1)
+    stops = np.array([[40, 20, 90], [30, 110, 170], [40, 180, 120], [250, 230, 40]], float)
+    pos = t * (len(stops) - 1)
+    i = np.minimum(pos.astype(int), len(stops) - 2)
+    f = (pos - i)[..., None]
+    rgb = stops[i] * (1 - f) + stops[i + 1] * f
+    rgb[~np.isfinite(a)] = (50, 50, 50)
+    return rgb.astype(np.uint8)
+
+
+def resize(rgb: np.ndarray, width: int, height: int | None = None) -> np.ndarray:
+    """Resize to ``width`` (and ``height``, else keep the aspect ratio)."""
+    h, w = rgb.shape[:2]
+    height = height or max(1, int(round(h * width / w)))
+    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def draw_rows(
+    rgb: np.ndarray, rows: np.ndarray, color: RGB, *, width: int = 1, scale_y: float = 1.0
+) -> np.ndarray:
+    """Draw a boundary (one row per column, NaN: gap) as a polyline over the image."""
+    im = Image.fromarray(rgb)
+    d = ImageDraw.Draw(im)
+    xs_scale = rgb.shape[1] / max(1, len(rows))
+    seg: list[tuple[float, float]] = []
+    for j, r in enumerate(rows):
+        if np.isfinite(r):
+            seg.append(((j + 0.5) * xs_scale, float(r) * scale_y))
+        elif seg:
+            if len(seg) > 1:
+                d.line(seg, fill=color, width=width)
+            seg = []
+    if len(seg) > 1:
+        d.line(seg, fill=color, width=width)
+    return np.asarray(im)
+
+
+def annotate(
+    rgb: np.ndarray,
+    *,
+    marks: Sequence[tuple[float, float, RGB]] = (),
+    circles: Sequence[tuple[float, float, float, RGB]] = (),
+    lines: Sequence[tuple[float, float, float, float, RGB]] = (),
+    boxes: Sequence[tuple[float, float, float, float, RGB]] = (),
+    text: Sequence[tuple[float, float, str, RGB]] = (),
+) -> np.ndarray:
+    """Crosses (x, y), circles (x, y, r), lines, rectangles and labels drawn over an image."""
+    im = Image.fromarray(np.ascontiguousarray(rgb))
+    d = ImageDraw.Draw(im)
+    for x, y, c in marks:
+        d.line([(x - 6, y), (x + 6, y)], fill=c, width=2)
+        d.line([(x, y - 6), (x, y + 6)], fill=c, width=2)
+    for x, y, r, c in circles:
+        d.ellipse([x - r, y - r, x + r, y + r], outline=c, width=2)
+    for x0, y0, x1, y1, c in lines:
+        d.line([(x0, y0), (x1, y1)], fill=c, width=2)
+    for x0, y0, x1, y1, c in boxes:
+        d.rectangle([x0, y0, x1, y1], outline=c, width=1)
+    for x, y, s, c in text:
+        d.text((x, y), s, fill=c, font=_FONT)
+    return np.asarray(im)
+
+
+def plot(
+    series: Sequence[tuple[np.ndarray, RGB, str]],
+    *,
+    width: int = 480,
+    height: int = 160,
+    title: str = "",
+    hlines: Sequence[tuple[float, RGB, str]] = (),
+    vlines: Sequence[tuple[float, RGB, str]] = (),
+    highlight: Sequence[int] = (),
+    ylim: tuple[float, float] | None = None,
+    xlabel: str = "",
+) -> np.ndarray:
+    """A small line plot: each series is (y values, colour, label); NaN breaks the line.
+
+    ``hlines`` draws thresholds, ``vlines`` marks x positions (fractional indices), ``highlight`` marks x indices (e.g. blink B-scans) in red.
+    """
+    im = Image.new("RGB", (width, height), BG)
+    d = ImageDraw.Draw(im)
+    left, right, top, bottom = 44, width - 8, 18, height - 16
+    ys = [np.asarray(s, float) for s, _, _ in series]
+    allv = np.concatenate([y[np.isfinite(y)] for y in ys] + [np.array([v for v, _, _ in hlines])])
+    if ylim is None:
+        lo, hi = (float(allv.min()), float(allv.max())) if allv.size else (0.0, 1.0)
+        pad = 0.08 * ((hi - lo) or abs(hi) or 1.0)
+        lo, hi = lo - pad, hi + pad
+    else:
+        lo, hi = ylim
+    n = max((len(y) for y in ys), default=1)
+
+    def px(i: float, v: float) -> tuple[float, float]:
+        x = left + (right - left) * (i / max(n - 1, 1))
+        y = bottom - (bottom - top) * ((v - lo) / ((hi - lo) or 1.0))
+        return x, y
+
+    d.rectangle([left, top, right, bottom], outline=GREY)
+    for i in highlight:
+        x, _ = px(i, lo)
+        d.line([(x, top), (x, bottom)], fill=(120, 30, 30), width=3)
+    for i, c, label in vlines:
+        x, _ = px(i, lo)
+        d.line([(x, top), (x, bottom)], fill=c, width=1)
+        d.text((x + 2, top + 2), label, fill=c, font=_FONT)
+    for v, c, label in hlines:
+        _, y = px(0, v)
+        d.line([(left, y), (right, y)], fill=c, width=1)
+        d.text((right - 6 * len(label) - 4, y - 11), label, fill=c, font=_FONT)
+    for y, (_, c, _) in zip(ys, series, strict=True):
+        seg: list[tuple[float, float]] = []
+        for i, v in enumerate(y):
+            if np.isfinite(v):
+                seg.append(px(i, float(v)))
+            else:
+                if len(seg) > 1:
+                    d.line(seg, fill=c, width=2)
+                seg = []
+        if len(seg) > 1:
+            d.line(seg, fill=c, width=2)
+        elif len(seg) == 1:
+            x0, y0 = seg[0]
+            d.ellipse([x0 - 2, y0 - 2, x0 + 2, y0 + 2], fill=c)
+    d.text((4, top - 2), f"{hi:.3g}", fill=GREY, font=_FONT)
+    d.text((4, bottom - 10), f"{lo:.3g}", fill=GREY, font=_FONT)
+    d.text((left, 3), title, fill=WHITE, font=_FONT)
+    # Legend right-aligned on the title row, so it never runs over the title.
+    x = right
+    for _, c, label in reversed(series):
+        if label:
+            x -= int(d.textlength(label, font=_FONT)) + 12
+            d.text((x, 3), label, fill=c, font=_FONT)
+    if xlabel:
+        d.text((left, bottom + 3), xlabel, fill=GREY, font=_FONT)
+    return np.asarray(im)
+
+
+def panel(rgb: np.ndarray, title: str, *, width: int | None = None) -> np.ndarray:
+    """An image with a title bar above it, optionally resized to ``width``."""
+    if width is not None and rgb.shape[1] != width:
+        rgb = resize(rgb, width)
+    bar = Image.new("RGB", (rgb.shape[1], 16), BG)
+    ImageDraw.Draw(bar).text((4, 2), title, fill=WHITE, font=_FONT)
+    return np.concatenate([np.asarray(bar), rgb], axis=0)
+
+
+def _fit_width(rgb: np.ndarray, width: int) -> np.ndarray:
+    """Shrink a wider image to ``width``; centre a narrower one on a dark background."""
+    w = rgb.shape[1]
+    if w > width:
+        return resize(rgb, width)
+    if w < width:
+        pad = np.zeros((rgb.shape[0], width, 3), np.uint8)
+        x0 = (width - w) // 2
+        pad[:, x0 : x0 + w] = rgb
+        return pad
+    return rgb
+
+
+def stack(panels: Sequence[np.ndarray], *, width: int = 640, title: str = "") -> np.ndarray:
+    """Panels one below the other at a common width, with an optional heading."""
+    parts = [_fit_width(p, width) for p in panels]
+    if title:
+        head = Image.new("RGB", (width, 20), (0, 0, 0))
+        ImageDraw.Draw(head).text((6, 4), title, fill=YELLOW, font=_FONT)
+        parts.insert(0, np.asarray(head))
+    gap = np.full((4, width, 3), 0, np.uint8)
+    out: list[np.ndarray] = []
+    for p in parts:
+        out += [p, gap]
+    return np.concatenate(out[:-1], axis=0)
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray, *, height: int = 240) -> np.ndarray:
+    """Two images next to each other at a common height."""
+
+    def fit(a: np.ndarray) -> np.ndarray:
+        h, w = a.shape[:2]
+        return np.asarray(
+            Image.fromarray(a).resize(
+                (max(1, int(w * height / h)), height), Image.Resampling.BILINEAR
+            )
+        )
+
+    gap = np.zeros((height, 4, 3), np.uint8)
+    return np.concatenate([fit(left), gap, fit(right)], axis=1)
+
+
+def to_png(rgb: np.ndarray) -> bytes:
+    """Encode an RGB uint8 array as PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(
+        buf, format="PNG", optimize=False
+    )
+    return buf.getvalue()
+
+
+def from_png(data: bytes) -> np.ndarray:
+    """Decode PNG bytes to an RGB uint8 array."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))

@@ -1,0 +1,659 @@
+"""The job ledger: the single truth of what has to run, what runs, and what came of it.
+
+OpenWhisk is at-most-once and MinIO events are at-least-once, so nothing downstream is trusted to
+remember. Every job has a deterministic key, so a repeated event enqueues nothing new. A claimed
+job holds a lease with an expiry and a token; only the holder of the current token can complete,
+fail or release it, and an expired lease is re-driven by the scheduler.
+
+States: ``queued`` -> ``leased`` -> ``done``; a failure goes to ``failed`` (retried after an
+exponential backoff) and, once out of attempts, to ``dead`` with its last error.
+
+Priority rule (no starvation): a job's effective priority is
+``priority - (now - enqueued_at) / aging_s``, lowest first. Uploads enqueue at
+``PRIORITY_UPLOAD`` (0) and backfills at ``PRIORITY_BACKFILL`` (100), so with the default
+``aging_s`` of 6 s an upload overtakes backfill work enqueued up to 600 s before it, and never
+more: a backfill job is served before any upload that arrived more than 600 s after it.
+
+The cap: ``claim(cap)`` counts leased jobs and claims at most ``cap - leased`` more inside one
+transaction serialised on a lock (PostgreSQL: an advisory lock, rows taken with
+``FOR UPDATE SKIP LOCKED``; SQLite: ``BEGIN IMMEDIATE``), so concurrent schedulers never exceed
+it. An expired lease still counts as in flight until ``reclaim_expired`` re-drives it, because
+its activation may still be running: keep ``lease_s`` above the action's timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+from qmroct.errors import QmroctError
+from qmroct.results import MeasureActionResult, StoredResult
+from qmroct.storage.catalog import Catalog, result_from_row
+from qmroct.storage.db import Database, Row, connect
+from qmroct.storage.records import (
+    Claim,
+    DerivedProduct,
+    Job,
+    JobKind,
+    JobState,
+    LedgerCounts,
+    check_hash,
+    check_name,
+    epoch,
+    from_epoch,
+    version_key,
+)
+
+PRIORITY_UPLOAD = 0
+PRIORITY_BACKFILL = 100
+CAPPED_KINDS: tuple[JobKind, ...] = (JobKind.MEASURE, JobKind.DERIVE)
+
+
+class LedgerError(QmroctError):
+    """A ledger operation was refused. ``job_key`` names the job, ``reason`` says why."""
+
+    def __init__(self, job_key: str, reason: str) -> None:
+        self.job_key = job_key
+        self.reason = reason
+        super().__init__(f"job {job_key}: {reason}")
+
+
+class UnknownJob(LedgerError):
+    """No job has this key."""
+
+
+class StaleLease(LedgerError):
+    """The lease token is not the job's current one (expired and re-driven, or never issued)."""
+
+
+def job_key(kind: JobKind | str, scan_hash: str, measure: str, version: str) -> str:
+    """The deterministic key of a job: the same inputs always give the same key.
+
+    ``measure`` is the product name for derive jobs; xnat jobs push one measure's result.
+    """
+    kind = JobKind(kind)
+    check_hash(scan_hash)
+    check_name(measure, "measure")
+    check_name(version, "version")
+    return f"{kind.value}/{measure}/{version}/{scan_hash}"
+
+
+class Policy(BaseModel):
+    """Lease, retry and priority settings of a ledger."""
+
+    lease_s: float = Field(300.0, gt=0, description="lease length; above the action timeout")
+    max_attempts: int = Field(3, ge=1)
+    backoff_base_s: float = Field(30.0, ge=0, description="first retry delay; doubles each time")
+    backoff_max_s: float = Field(3600.0, ge=0)
+    aging_s: float = Field(6.0, gt=0, description="seconds of waiting worth one priority level")
+
+    def backoff(self, attempts: int) -> float:
+        return min(self.backoff_max_s, self.backoff_base_s * 2 ** max(0, attempts - 1))
+
+
+class JobSpec(BaseModel):
+    """What to enqueue."""
+
+    kind: JobKind
+    scan_hash: str
+    measure: str
+    version: str
+    action: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    priority: int = PRIORITY_UPLOAD
+    needs: list[str] = Field(default_factory=list)
+    max_attempts: int | None = None
+
+    @property
+    def key(self) -> str:
+        return job_key(self.kind, self.scan_hash, self.measure, self.version)
+
+
+def _job(row: Row, needs: list[str] | None = None) -> Job:
+    return Job(
+        job_key=row["job_key"],
+        kind=JobKind(row["kind"]),
+        scan_hash=row["scan_hash"],
+        measure=row["measure"],
+        version=row["version"],
+        action=row["action"],
+        params=json.loads(row["params"]),
+        priority=row["priority"],
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        lease_token=row["lease_token"],
+        leased_at=row["leased_at"],
+        lease_expires=row["lease_expires"],
+        activation_id=row["activation_id"],
+        not_before=row["not_before"],
+        last_error=row["last_error"],
+        enqueued_at=row["enqueued_at"],
+        needs=needs or [],
+    )
+
+
+def _in(prefix: str, values: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """``IN (:p0, :p1, ...)`` and its parameters: both drivers take only scalar parameters."""
+    names = {f"{prefix}{i}": v for i, v in enumerate(values)}
+    return "(" + ", ".join(f":{n}" for n in names) + ")", names
+
+
+class Ledger:
+    """Jobs, leases and results over one database (SQLite or PostgreSQL)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        policy: Policy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.policy = policy or Policy()
+        self.clock = clock
+        self.catalog = Catalog(db)
+
+    @classmethod
+    def open(
+        cls, url: str, *, policy: Policy | None = None, clock: Callable[[], float] | None = None
+    ) -> Ledger:
+        """Open the ledger at ``url`` (sqlite:///... or postgresql://...), migrating it."""
+        return cls(connect(url), policy=policy, clock=clock or time.time)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- enqueue ----
+    def enqueue(
+        self,
+        kind: JobKind | str,
+        scan_hash: str,
+        measure: str,
+        version: str,
+        *,
+        action: str = "",
+        params: dict[str, Any] | None = None,
+        priority: int = PRIORITY_UPLOAD,
+        needs: Iterable[str] = (),
+        max_attempts: int | None = None,
+        rearm: bool = False,
+    ) -> bool:
+        """Add a job; a no-op returning False when its key exists.
+
+        ``rearm`` puts a finished (done or dead) job back in the queue with fresh attempts, for
+        work that must run again under the same key (an XNAT push after a re-run).
+        """
+        spec = JobSpec(
+            kind=JobKind(kind),
+            scan_hash=scan_hash,
+            measure=measure,
+            version=version,
+            action=action,
+            params=params or {},
+            priority=priority,
+            needs=list(needs),
+            max_attempts=max_attempts,
+        )
+        with self.db.transaction():
+            added = self._insert(spec) > 0
+            if not added and rearm:
+                now = self.clock()
+                self.db.execute(
+                    "UPDATE jobs SET state = 'queued', attempts = 0, lease_token = NULL,"
+                    " lease_expires = NULL, activation_id = NULL, not_before = :now,"
+                    " last_error = NULL, enqueued_at = :now, updated_at = :now"
+                    " WHERE job_key = :k AND state IN ('done', 'dead')",
+                    {"k": spec.key, "now": now},
+                )
+            return added
+
+    def enqueue_many(self, specs: Iterable[JobSpec]) -> int:
+        """Add many jobs in one transaction; return how many were new."""
+        with self.db.transaction():
+            return sum(self._insert(s) for s in specs)
+
+    def _insert(self, spec: JobSpec) -> int:
+        now = self.clock()
+        for product in spec.needs:
+            check_name(product, "product")
+        n = self.db.execute(
+            "INSERT INTO jobs (job_key, kind, scan_hash, measure, version, action, params,"
+            " priority, state, attempts, max_attempts, not_before, enqueued_at, updated_at)"
+            " VALUES (:k, :kind, :h, :m, :v, :a, :p, :prio, 'queued', 0, :max, :now, :now, :now)"
+            " ON CONFLICT (job_key) DO NOTHING",
+            {
+                "k": spec.key,
+                "kind": spec.kind.value,
+                "h": spec.scan_hash,
+                "m": spec.measure,
+                "v": spec.version,
+                "a": spec.action,
+                "p": json.dumps(spec.params, sort_keys=True),
+                "prio": spec.priority,
+                "max": spec.max_attempts or self.policy.max_attempts,
+                "now": now,
+            },
+        )
+        if n > 0:
+            for product in sorted(set(spec.needs)):
+                self.db.execute(
+                    "INSERT INTO job_needs (job_key, product) VALUES (:k, :p)",
+                    {"k": spec.key, "p": product},
+                )
+        return n
+
+    # ---- reading ----
+    def job(self, key: str) -> Job | None:
+        row = self.db.query_one("SELECT * FROM jobs WHERE job_key = :k", {"k": key})
+        if row is None:
+            return None
+        needs = [
+            r["product"]
+            for r in self.db.query(
+                "SELECT product FROM job_needs WHERE job_key = :k ORDER BY product", {"k": key}
+            )
+        ]
+        return _job(row, needs)
+
+    def jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        kind: JobKind | None = None,
+        scan_hash: str | None = None,
+        limit: int = 1000,
+    ) -> list[Job]:
+        sql, params = "SELECT * FROM jobs WHERE 1 = 1", {"n": limit}
+        if state is not None:
+            sql += " AND state = :s"
+            params["s"] = state.value
+        if kind is not None:
+            sql += " AND kind = :kind"
+            params["kind"] = kind.value
+        if scan_hash is not None:
+            sql += " AND scan_hash = :h"
+            params["h"] = scan_hash
+        sql += " ORDER BY enqueued_at, job_key LIMIT :n"
+        return [_job(r) for r in self.db.query(sql, params)]
+
+    def in_flight(self, kinds: Sequence[JobKind] = CAPPED_KINDS) -> int:
+        clause, params = _in("kind", [k.value for k in kinds])
+        row = self.db.query_one(
+            f"SELECT COUNT(*) AS n FROM jobs WHERE state = 'leased' AND kind IN {clause}", params
+        )
+        return int(row["n"]) if row else 0
+
+    def counts(self) -> LedgerCounts:
+        """Jobs by kind and state (queued, leased = in flight, failed, dead, done)."""
+        out: dict[str, dict[str, int]] = {k.value: {s.value: 0 for s in JobState} for k in JobKind}
+        for r in self.db.query("SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state"):
+            out[r["kind"]][r["state"]] = int(r["n"])
+        return LedgerCounts(by_kind=out)
+
+    def results(
+        self, scan_hash: str, measure: str | None = None, *, history: bool = False
+    ) -> list[StoredResult]:
+        return self.catalog.results(scan_hash, measure, history=history)
+
+    # ---- claiming ----
+    def claim(
+        self,
+        cap: int,
+        *,
+        kinds: Sequence[JobKind] = CAPPED_KINDS,
+        limit: int | None = None,
+        lease_s: float | None = None,
+    ) -> list[Claim]:
+        """Lease up to ``cap - in_flight`` runnable jobs of ``kinds`` (and at most ``limit``).
+
+        Runnable: queued, past its ``not_before``, and every product it needs exists. The count
+        and the claim happen under one lock, so concurrent claimers never exceed ``cap``.
+        """
+        if cap < 0:
+            raise ValueError(f"cap must be >= 0, got {cap}")
+        kinds = [JobKind(k) for k in kinds]
+        lease_s = lease_s if lease_s is not None else self.policy.lease_s
+        clause, kparams = _in("kind", [k.value for k in kinds])
+        claims: list[Claim] = []
+        with self.db.transaction():
+            self.db.lock("qmroct.ledger.claim")
+            now = self.clock()
+            busy = self.db.query_one(
+                f"SELECT COUNT(*) AS n FROM jobs WHERE state = 'leased' AND kind IN {clause}",
+                kparams,
+            )
+            free = cap - int(busy["n"] if busy else 0)
+            if limit is not None:
+                free = min(free, limit)
+            if free <= 0:
+                return []
+            rows = self.db.query(
+                "SELECT * FROM jobs j WHERE j.state = 'queued' AND j.not_before <= :now"
+                f" AND j.kind IN {clause}"
+                " AND NOT EXISTS (SELECT 1 FROM job_needs n WHERE n.job_key = j.job_key"
+                "   AND NOT EXISTS (SELECT 1 FROM derived d"
+                "     WHERE d.name = n.product AND d.scan_hash = j.scan_hash))"
+                " ORDER BY j.priority - (:now - j.enqueued_at) / :aging, j.enqueued_at, j.job_key"
+                " LIMIT :free" + self.db.for_update(skip_locked=True),
+                {**kparams, "now": now, "aging": self.policy.aging_s, "free": free},
+            )
+            expires = now + lease_s
+            for row in rows:
+                token = uuid.uuid4().hex
+                self.db.execute(
+                    "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = :t,"
+                    " leased_at = :now, lease_expires = :exp, activation_id = NULL,"
+                    " updated_at = :now WHERE job_key = :k",
+                    {"t": token, "now": now, "exp": expires, "k": row["job_key"]},
+                )
+                row.update(
+                    state="leased",
+                    leased_at=now,
+                    attempts=row["attempts"] + 1,
+                    lease_token=token,
+                    lease_expires=expires,
+                    activation_id=None,
+                )
+                claims.append(Claim(job=_job(row), lease_token=token, lease_expires=expires))
+        return claims
+
+    def _leased(self, key: str, token: str) -> Row:
+        """The job row, locked, if ``token`` is its current lease; else StaleLease."""
+        row = self.db.query_one(
+            "SELECT * FROM jobs WHERE job_key = :k" + self.db.for_update(), {"k": key}
+        )
+        if row is None:
+            raise UnknownJob(key, "no such job")
+        if row["lease_token"] != token:
+            raise StaleLease(key, f"lease token is not current (job is {row['state']})")
+        if row["state"] != JobState.LEASED.value:
+            raise StaleLease(key, f"job is {row['state']}, not leased")
+        return row
+
+    def set_activation(self, key: str, token: str, activation_id: str) -> None:
+        """Remember which activation runs a leased job, to reconcile with activation records."""
+        with self.db.transaction():
+            self._leased(key, token)
+            self.db.execute(
+                "UPDATE jobs SET activation_id = :a, updated_at = :now WHERE job_key = :k",
+                {"a": activation_id, "now": self.clock(), "k": key},
+            )
+
+    def release(self, key: str, token: str, *, delay_s: float = 0.0, reason: str = "") -> None:
+        """Put a leased job back without counting the attempt (back-pressure, e.g. a 429)."""
+        with self.db.transaction():
+            self._leased(key, token)
+            now = self.clock()
+            self.db.execute(
+                "UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_token = NULL,"
+                " lease_expires = NULL, activation_id = NULL, not_before = :nb,"
+                " last_error = COALESCE(:why, last_error), updated_at = :now WHERE job_key = :k",
+                {"nb": now + delay_s, "why": reason or None, "now": now, "k": key},
+            )
+
+    # ---- outcomes ----
+    def fail(
+        self,
+        key: str,
+        token: str,
+        error: str,
+        *,
+        retry: bool = True,
+        result: MeasureActionResult | None = None,
+    ) -> JobState:
+        """Record a failed attempt: ``failed`` with backoff while attempts remain, else ``dead``.
+
+        When the job dies and ``result`` is given, the failure is stored as its result row, so
+        the scan shows the measure as failed with its reason.
+        """
+        with self.db.transaction():
+            row = self._leased(key, token)
+            now = self.clock()
+            if retry and row["attempts"] < row["max_attempts"]:
+                self.db.execute(
+                    "UPDATE jobs SET state = 'failed', lease_expires = NULL, not_before = :nb,"
+                    " last_error = :e, updated_at = :now WHERE job_key = :k",
+                    {
+                        "nb": now + self.policy.backoff(row["attempts"]),
+                        "e": error,
+                        "now": now,
+                        "k": key,
+                    },
+                )
+                return JobState.FAILED
+            self.db.execute(
+                "UPDATE jobs SET state = 'dead', lease_expires = NULL, last_error = :e,"
+                " updated_at = :now WHERE job_key = :k",
+                {"e": error, "now": now, "k": key},
+            )
+            if result is not None:
+                self._check_result(row, result)
+                self._store_result(result, token, None, now)
+            return JobState.DEAD
+
+    def complete(
+        self,
+        key: str,
+        token: str,
+        result: MeasureActionResult | None = None,
+        *,
+        activation_id: str | None = None,
+    ) -> StoredResult | None:
+        """Finish a leased job, storing its result (for measure jobs) under the archive rule.
+
+        The archive rule: the scan's current value for the measure is archived (superseded by
+        this version, or by a re-run of the same version), unless it comes from a newer version;
+        then this result is stored already archived and the newer value stays current.
+
+        Repeating a completion with the same token is a no-op that returns the stored result.
+        """
+        with self.db.transaction():
+            row = self.db.query_one(
+                "SELECT * FROM jobs WHERE job_key = :k" + self.db.for_update(), {"k": key}
+            )
+            if row and row["state"] == JobState.DONE.value and row["lease_token"] == token:
+                prior = self.db.query_one(
+                    "SELECT * FROM results WHERE job_key = :k AND lease_token = :t",
+                    {"k": key, "t": token},
+                )
+                return result_from_row(prior) if prior else None
+            row = self._leased(key, token)
+            now = self.clock()
+            stored = None
+            if result is not None:
+                self._check_result(row, result)
+                stored = self._store_result(result, token, activation_id, now)
+            self.db.execute(
+                "UPDATE jobs SET state = 'done', lease_expires = NULL, last_error = NULL,"
+                " activation_id = COALESCE(:a, activation_id), updated_at = :now"
+                " WHERE job_key = :k",
+                {"a": activation_id, "now": now, "k": key},
+            )
+            return stored
+
+    def complete_derived(
+        self, key: str, token: str, *, bucket: str, object_key: str
+    ) -> DerivedProduct:
+        """Finish a derive job: record its product, which makes waiting jobs claimable."""
+        with self.db.transaction():
+            row = self._leased(key, token)
+            if row["kind"] != JobKind.DERIVE.value:
+                raise LedgerError(key, f"complete_derived on a {row['kind']} job")
+            now = self.clock()
+            product = DerivedProduct(
+                name=row["measure"],
+                scan_hash=row["scan_hash"],
+                bucket=bucket,
+                key=object_key,
+                created_at=from_epoch(now),
+                job_key=key,
+            )
+            self.catalog.add_derived(product)
+            self.db.execute(
+                "UPDATE jobs SET state = 'done', lease_expires = NULL, last_error = NULL,"
+                " updated_at = :now WHERE job_key = :k",
+                {"now": now, "k": key},
+            )
+            return self.catalog.derived(product.name, product.scan_hash) or product
+
+    @staticmethod
+    def _check_result(row: Row, result: MeasureActionResult) -> None:
+        expected = (row["job_key"], row["scan_hash"], row["measure"], row["version"])
+        got = (result.job_key, result.scan_hash, result.measure, result.version)
+        if got != expected:
+            raise LedgerError(row["job_key"], f"result is for {got}, not this job {expected}")
+
+    def _store_result(
+        self, result: MeasureActionResult, token: str, activation_id: str | None, now: float
+    ) -> StoredResult:
+        # Serialise writers of one (scan, measure): the current row is read, then replaced.
+        self.db.lock(f"qmroct.result/{result.scan_hash}/{result.measure}")
+        cur = self.db.query_one(
+            "SELECT id, version FROM results WHERE scan_hash = :h AND measure = :m"
+            " AND is_current = 1" + self.db.for_update(),
+            {"h": result.scan_hash, "m": result.measure},
+        )
+        newer_current = cur is not None and version_key(cur["version"]) > version_key(
+            result.version
+        )
+        if cur is not None and not newer_current:
+            reason = (
+                "re-run of the same version"
+                if cur["version"] == result.version
+                else f"superseded by version {result.version}"
+            )
+            self.db.execute(
+                "UPDATE results SET is_current = 0, superseded_at = :now, superseded_by = :v,"
+                " superseded_reason = :r WHERE id = :id",
+                {"now": now, "v": result.version, "r": reason, "id": cur["id"]},
+            )
+        archived = {
+            "cur": 0 if newer_current else 1,
+            "sat": now if newer_current else None,
+            "sby": cur["version"] if newer_current and cur else None,
+            "sr": (
+                f"arrived after the newer version {cur['version']} was current"
+                if newer_current and cur
+                else None
+            ),
+        }
+        row = self.db.query_one(
+            "INSERT INTO results (job_key, scan_hash, measure, version, status, result_values,"
+            " verdicts, notes, error, picture_stored, dicom_stored, started_at, ended_at, cpu_s,"
+            " max_rss_mb, params, code_digest, lease_token, activation_id, is_current,"
+            " recorded_at, superseded_at, superseded_by, superseded_reason)"
+            " VALUES (:k, :h, :m, :v, :st, :vals, :verd, :notes, :err, :pic, :dcm, :t0, :t1,"
+            " :cpu, :rss, :params, :dig, :tok, :act, :cur, :now, :sat, :sby, :sr) RETURNING *",
+            {
+                "k": result.job_key,
+                "h": result.scan_hash,
+                "m": result.measure,
+                "v": result.version,
+                "st": result.status.value,
+                "vals": json.dumps(result.values, sort_keys=True),
+                "verd": json.dumps([v.model_dump(mode="json") for v in result.verdicts]),
+                "notes": json.dumps(result.notes),
+                "err": result.error,
+                "pic": int(result.picture_stored),
+                "dcm": int(result.dicom_stored),
+                "t0": epoch(result.started_at),
+                "t1": epoch(result.ended_at),
+                "cpu": result.cpu_s,
+                "rss": result.max_rss_mb,
+                "params": json.dumps(result.params, sort_keys=True),
+                "dig": result.code_digest,
+                "tok": token,
+                "act": activation_id,
+                "now": now,
+                **archived,
+            },
+        )
+        if row is None:
+            raise LedgerError(result.job_key, "the result row was not returned after INSERT")
+        return result_from_row(row)
+
+    # ---- housekeeping (the scheduler tick) ----
+    def reclaim_expired(self) -> list[str]:
+        """Re-drive every job whose lease expired: back to the queue, or dead when out of
+        attempts (each lease counted one). Returns the keys re-queued."""
+        requeued: list[str] = []
+        with self.db.transaction():
+            now = self.clock()
+            rows = self.db.query(
+                "SELECT job_key, attempts, max_attempts, activation_id FROM jobs"
+                " WHERE state = 'leased' AND lease_expires < :now"
+                + self.db.for_update(skip_locked=True),
+                {"now": now},
+            )
+            for r in rows:
+                lost = f"lease expired (activation {r['activation_id'] or 'unknown'})"
+                if r["attempts"] >= r["max_attempts"]:
+                    self.db.execute(
+                        "UPDATE jobs SET state = 'dead', lease_expires = NULL, last_error = :e,"
+                        " updated_at = :now WHERE job_key = :k",
+                        {"e": f"{lost}; out of attempts", "now": now, "k": r["job_key"]},
+                    )
+                    continue
+                self.db.execute(
+                    "UPDATE jobs SET state = 'queued', lease_token = NULL, lease_expires = NULL,"
+                    " activation_id = NULL, not_before = :now, last_error = :e,"
+                    " updated_at = :now WHERE job_key = :k",
+                    {"e": lost, "now": now, "k": r["job_key"]},
+                )
+                requeued.append(r["job_key"])
+        return requeued
+
+    def retry_due(self) -> int:
+        """Queue again every failed job whose backoff has passed."""
+        return self.db.execute(
+            "UPDATE jobs SET state = 'queued', lease_token = NULL, updated_at = :now"
+            " WHERE state = 'failed' AND not_before <= :now",
+            {"now": self.clock()},
+        )
+
+    def cancel(self, measure: str, version: str, reason: str) -> int:
+        """Stop the waiting jobs of one measure version (queued or failed -> dead)."""
+        return self.db.execute(
+            "UPDATE jobs SET state = 'dead', last_error = :r, updated_at = :now"
+            " WHERE kind = 'measure' AND measure = :m AND version = :v"
+            " AND state IN ('queued', 'failed')",
+            {"r": reason, "now": self.clock(), "m": measure, "v": version},
+        )
+
+    def fail_unsatisfiable(self) -> int:
+        """Dead-letter waiting jobs whose required product can no longer be derived."""
+        with self.db.transaction():
+            rows = self.db.query(
+                "SELECT j.job_key, n.product, d.last_error FROM jobs j"
+                " JOIN job_needs n ON n.job_key = j.job_key"
+                " JOIN jobs d ON d.kind = 'derive' AND d.measure = n.product"
+                "   AND d.scan_hash = j.scan_hash AND d.state = 'dead'"
+                " WHERE j.state IN ('queued', 'failed')"
+            )
+            now = self.clock()
+            for r in rows:
+                self.db.execute(
+                    "UPDATE jobs SET state = 'dead', last_error = :e, updated_at = :now"
+                    " WHERE job_key = :k AND state IN ('queued', 'failed')",
+                    {
+                        "e": f"required product {r['product']} could not be derived: {r['last_error']}",
+                        "now": now,
+                        "k": r["job_key"],
+                    },
+                )
+            return len({r["job_key"] for r in rows})
+
+    def leased(self, kinds: Sequence[JobKind] = CAPPED_KINDS) -> list[Job]:
+        """The jobs in flight, oldest lease first."""
+        clause, params = _in("kind", [k.value for k in kinds])
+        rows = self.db.query(
+            f"SELECT * FROM jobs WHERE state = 'leased' AND kind IN {clause}"
+            " ORDER BY leased_at, job_key",
+            params,
+        )
+        return [_job(r) for r in rows]

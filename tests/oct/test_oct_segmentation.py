@@ -1,0 +1,71 @@
+"""Segmentation against phantom truth: accuracy, graceful degradation, detectable failure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qmroct.oct.phantom import make_phantom
+from qmroct.oct.segmentation import Segmentation, segment
+
+
+def _errors(seg: Segmentation, truth: dict[str, np.ndarray]) -> dict[str, float]:
+    found = seg.as_dict()
+    return {k: float(np.nanmedian(np.abs(found[k] - truth[k]))) for k in truth}
+
+
+@pytest.mark.parametrize("pattern", ["volume", "line", "ring"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_clean_phantoms_within_one_pixel(pattern: str, seed: int) -> None:
+    scan, _, truth = make_phantom(pattern, seed=seed)
+    seg = segment(scan)
+    errors = _errors(seg, truth)
+    assert all(e < 1.0 for e in errors.values()), errors
+    assert float(np.median(seg.confidence)) > 0.6
+    assert not np.isnan(seg.ilm).any()
+
+
+def test_error_bound_grows_with_low_signal() -> None:
+    bounds = {0.0: 1.0, 0.25: 1.2, 0.5: 1.5, 0.75: 2.5}
+    confidences = []
+    for severity, bound in bounds.items():
+        scan, _, truth = make_phantom("volume", defects={"low_signal": severity}, seed=2)
+        seg = segment(scan)
+        worst = max(_errors(seg, truth).values())
+        assert worst < bound, (severity, worst)
+        confidences.append(float(seg.confidence.mean()))
+    assert confidences == sorted(confidences, reverse=True)
+
+
+def test_confidence_drops_where_the_signal_is_gone() -> None:
+    scan, truth, _ = make_phantom("volume", defects={"blink": 0.6}, seed=1)
+    seg = segment(scan)
+    blinked = seg.confidence[truth.blink_bscans].mean()
+    others = np.delete(seg.confidence, truth.blink_bscans, axis=0).mean()
+    assert blinked < 0.3 * others
+
+
+def test_layer_artefact_makes_the_ilm_fail_detectably() -> None:
+    scan, truth, bounds = make_phantom("volume", defects={"layer_artefact": 0.8}, seed=0)
+    seg = segment(scan)
+    rows = truth.artefact_bscans
+    wrong = np.abs(seg.ilm[rows] - bounds["ILM"][rows]) > 2
+    assert wrong.mean() > 0.5  # most affected A-scans follow the membrane
+    # Detectable without truth: the ILM jumps where the membrane starts or ends.
+    jumps = np.abs(np.diff(seg.ilm[rows], axis=1)).max()
+    clean_jumps = np.abs(np.diff(np.delete(seg.ilm, rows, axis=0), axis=1)).max()
+    assert jumps > 2.5 and jumps > 1.5 * clean_jumps
+
+
+def test_nan_pixels_do_not_break_segmentation() -> None:
+    scan, _, truth = make_phantom("line", seed=0)
+    scan.bscans[0, :, :20] = np.nan
+    seg = segment(scan)
+    assert max(_errors(seg, truth).values()) < 1.5
+
+
+def test_bytes_round_trip() -> None:
+    scan, _, _ = make_phantom("ring")
+    seg = segment(scan)
+    back = Segmentation.from_bytes(seg.to_bytes())
+    for name in ("ilm", "rnfl", "onl_top", "onl_bottom", "bm", "confidence"):
+        assert np.array_equal(getattr(back, name), getattr(seg, name), equal_nan=True)

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+from click.testing import CliRunner
+from qmroct.cli.main import cli
+from qmroct.orchestration.bench import backfill_figures, max_overlap
+from qmroct.results import MeasureActionResult, ResultStatus
+from qmroct.storage.ledger import Ledger
+
+
+def test_max_overlap_counts_concurrent_intervals() -> None:
+    assert max_overlap([]) == 0
+    assert max_overlap([(0, 10), (5, 15), (9, 20), (15, 30)]) == 3
+    assert max_overlap([(0, 5), (5, 10)]) == 1  # back to back is not overlap
+
+
+def _run(led: Ledger, scan: str, version: str, value: float) -> None:
+    led.enqueue("measure", scan, "signal", version)
+    (c,) = led.claim(cap=1)
+    now = datetime.now(UTC)
+    led.complete(
+        c.job.job_key,
+        c.lease_token,
+        MeasureActionResult(
+            job_key=c.job.job_key,
+            lease_token=c.lease_token,
+            scan_hash=scan,
+            measure="signal",
+            version=version,
+            status=ResultStatus.OK,
+            values={"snr_db": value},
+            started_at=now,
+            ended_at=now,
+        ),
+    )
+
+
+class Records:
+    def __init__(self, recs: dict[str, list[dict]]) -> None:
+        self.recs = recs
+
+    def activations(self, *, name=None, since=None, limit=200):
+        return self.recs.get(name, [])
+
+
+def test_backfill_figures_from_ledger_and_records(tmp_path) -> None:
+    led = Ledger.open(f"sqlite:///{tmp_path / 'l.db'}")
+    scans = [hashlib.sha256(bytes([i])).hexdigest() for i in range(3)]
+    for s in scans[:2]:
+        _run(led, s, "2.0.0", 1.0)
+    led.enqueue("measure", scans[2], "signal", "2.0.0")  # never ran: lost
+    ow = Records(
+        {
+            "run-signal": [{"start": 0, "end": 100}, {"start": 50, "end": 160}],
+            "measure-signal": [{"start": 10, "end": 80}, {"start": 60, "end": 130}],
+        }
+    )
+    f = backfill_figures(
+        led, ow, measure="signal", version="2.0.0", scans=3, cap=2, started=0.0, ended=2.0
+    )
+    assert (f.lost, f.duplicated, f.failed, f.max_inflight) == (1, 0, 0, 2)
+    assert f.scans_per_s == 1.5 and f.overhead_ms_p50 == 35.0
+    led.close()
+
+
+def test_results_command_shows_current_and_history(tmp_path, monkeypatch) -> None:
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    led = Ledger.open(url)
+    scan = hashlib.sha256(b"x").hexdigest()
+    _run(led, scan, "1.0.0", 1.0)
+    _run(led, scan, "1.1.0", 2.0)
+    led.close()
+    monkeypatch.setenv("QMROCT_LEDGER_URL", url)
+    runner = CliRunner()
+    out = runner.invoke(cli, ["results", scan, "--json"])
+    assert out.exit_code == 0, out.output
+    assert [r["version"] for r in json.loads(out.output)] == ["1.1.0"]
+    out = runner.invoke(cli, ["results", scan, "--history"])
+    assert out.exit_code == 0 and "archived (superseded by version 1.1.0)" in out.output
+    out = runner.invoke(cli, ["results", "f" * 64])
+    assert out.exit_code != 0 and "no results" in out.output

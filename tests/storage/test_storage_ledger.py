@@ -1,0 +1,283 @@
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+import pytest
+from qmroct.results import MeasureActionResult, ResultStatus
+from qmroct.storage.ledger import (
+    PRIORITY_BACKFILL,
+    PRIORITY_UPLOAD,
+    Ledger,
+    LedgerError,
+    Policy,
+    StaleLease,
+    UnknownJob,
+    job_key,
+)
+from qmroct.storage.records import DerivedProduct, JobKind, JobState
+
+
+def h(n: int) -> str:
+    return hashlib.sha256(f"scan-{n}".encode()).hexdigest()
+
+
+def result_for(key: str, token: str, scan: str, measure: str, version: str, snr: float, **kw):
+    return MeasureActionResult(
+        job_key=key,
+        lease_token=token,
+        scan_hash=scan,
+        measure=measure,
+        version=version,
+        status=kw.pop("status", ResultStatus.OK),
+        values={"snr_db": snr},
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ended_at=datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC),
+        **kw,
+    )
+
+
+@pytest.fixture
+def ledger(ledger_url, clock) -> Ledger:
+    led = Ledger.open(ledger_url, policy=Policy(lease_s=60, max_attempts=3), clock=clock)
+    yield led
+    led.close()
+
+
+def test_job_key_is_deterministic_and_validated() -> None:
+    a = job_key("measure", h(1), "signal", "1.0.0")
+    assert a == job_key(JobKind.MEASURE, h(1), "signal", "1.0.0")
+    assert a != job_key("measure", h(1), "signal", "1.0.1")
+    assert a != job_key("derive", h(1), "signal", "1.0.0")
+    with pytest.raises(ValueError, match="sha256"):
+        job_key("measure", "../etc", "signal", "1")
+    with pytest.raises(ValueError, match="invalid measure"):
+        job_key("measure", h(1), "sig/nal", "1")
+
+
+def test_repeated_events_make_one_job_and_one_result(ledger: Ledger) -> None:
+    # three deliveries of the same event
+    added = [ledger.enqueue("measure", h(1), "signal", "1.0.0") for _ in range(3)]
+    assert added == [True, False, False]
+    assert ledger.counts().total("queued") == 1
+    (claim,) = ledger.claim(cap=4)
+    key = claim.job.job_key
+    res = result_for(key, claim.lease_token, h(1), "signal", "1.0.0", 20.0)
+    ledger.complete(key, claim.lease_token, res)
+    # the repeated completion (a redelivered record-result) is a no-op returning the same row
+    again = ledger.complete(key, claim.lease_token, res)
+    assert again is not None and again.values == {"snr_db": 20.0}
+    assert ledger.enqueue("measure", h(1), "signal", "1.0.0") is False
+    assert ledger.claim(cap=4) == []
+    assert len(ledger.results(h(1), history=True)) == 1
+
+
+def test_expired_lease_is_redriven_exactly_once_and_stale_token_refused(ledger, clock) -> None:
+    ledger.enqueue("measure", h(1), "signal", "1.0.0")
+    (first,) = ledger.claim(cap=1)
+    assert ledger.claim(cap=1) == []  # in flight counts against the cap
+    clock.advance(30)
+    assert ledger.reclaim_expired() == []  # not yet expired
+    clock.advance(31)
+    assert ledger.reclaim_expired() == [first.job.job_key]
+    assert ledger.reclaim_expired() == []  # only once
+    (second,) = ledger.claim(cap=1)
+    assert second.job.job_key == first.job.job_key
+    assert second.lease_token != first.lease_token
+    assert second.job.attempts == 2
+    key = first.job.job_key
+    late = result_for(key, first.lease_token, h(1), "signal", "1.0.0", 1.0)
+    with pytest.raises(StaleLease, match="not current"):
+        ledger.complete(key, first.lease_token, late)
+    with pytest.raises(StaleLease):
+        ledger.fail(key, first.lease_token, "late failure")
+    with pytest.raises(StaleLease):
+        ledger.release(key, first.lease_token)
+    ledger.complete(
+        key, second.lease_token, result_for(key, second.lease_token, h(1), "signal", "1.0.0", 2.0)
+    )
+    assert [r.values["snr_db"] for r in ledger.results(h(1), history=True)] == [2.0]
+    with pytest.raises(UnknownJob):
+        ledger.complete("measure/x/1/" + h(9), "t")
+
+
+def test_backoff_then_dead_letter_with_last_error(ledger, clock) -> None:
+    ledger.enqueue("measure", h(1), "signal", "1.0.0")
+    errors = ["timeout", "out of memory", "corrupt scan: truncated"]
+    for i, err in enumerate(errors, start=1):
+        (c,) = ledger.claim(cap=1)
+        assert c.job.attempts == i
+        state = ledger.fail(c.job.job_key, c.lease_token, err)
+        if i < 3:
+            assert state is JobState.FAILED
+            assert ledger.retry_due() == 0  # backoff not passed yet
+            assert ledger.claim(cap=1) == []
+            clock.advance(ledger.policy.backoff(i) - 1)
+            assert ledger.retry_due() == 0
+            clock.advance(1)
+            assert ledger.retry_due() == 1
+    job = ledger.job(c.job.job_key)
+    assert job.state is JobState.DEAD
+    assert job.last_error == "corrupt scan: truncated"
+    assert ledger.counts().by_kind["measure"]["dead"] == 1
+    assert ledger.policy.backoff(1) < ledger.policy.backoff(2)
+
+
+def test_dead_failure_is_stored_as_a_failed_result(ledger) -> None:
+    ledger.enqueue("measure", h(1), "signal", "1.0.0", max_attempts=1)
+    (c,) = ledger.claim(cap=1)
+    res = result_for(
+        c.job.job_key,
+        c.lease_token,
+        h(1),
+        "signal",
+        "1.0.0",
+        0.0,
+        status=ResultStatus.FAILED,
+        error="truncated file",
+    )
+    assert ledger.fail(c.job.job_key, c.lease_token, "truncated file", result=res) is JobState.DEAD
+    (stored,) = ledger.results(h(1))
+    assert stored.status is ResultStatus.FAILED and stored.error == "truncated file"
+
+
+def test_expired_lease_out_of_attempts_goes_dead(ledger, clock) -> None:
+    ledger.enqueue("measure", h(1), "signal", "1.0.0", max_attempts=1)
+    (c,) = ledger.claim(cap=1)
+    ledger.set_activation(c.job.job_key, c.lease_token, "act-123")
+    clock.advance(61)
+    assert ledger.reclaim_expired() == []
+    job = ledger.job(c.job.job_key)
+    assert job.state is JobState.DEAD and "act-123" in job.last_error
+
+
+def test_release_does_not_count_an_attempt(ledger) -> None:
+    ledger.enqueue("measure", h(1), "signal", "1.0.0", max_attempts=1)
+    for _ in range(5):  # five 429s in a row never kill the job
+        (c,) = ledger.claim(cap=1)
+        ledger.release(c.job.job_key, c.lease_token, reason="429 throttled")
+    job = ledger.job(c.job.job_key)
+    assert job.state is JobState.QUEUED and job.attempts == 0
+    assert ledger.in_flight() == 0
+
+
+def test_uploads_before_backfill_without_starvation(ledger, clock) -> None:
+    for i in range(3):
+        ledger.enqueue("measure", h(i), "signal", "2.0.0", priority=PRIORITY_BACKFILL)
+    clock.advance(1)
+    for i in range(10, 13):
+        ledger.enqueue("measure", h(i), "signal", "2.0.0", priority=PRIORITY_UPLOAD)
+    got = {c.job.scan_hash for c in ledger.claim(cap=3)}
+    assert got == {h(10), h(11), h(12)}  # uploads first
+    # A steady stream of uploads: once the backfill has waited longer than the head start
+    # (priority gap x aging_s), it is served ahead of newly arrived uploads.
+    head_start = (PRIORITY_BACKFILL - PRIORITY_UPLOAD) * ledger.policy.aging_s
+    clock.advance(head_start + 1)
+    ledger.enqueue("measure", h(20), "signal", "2.0.0", priority=PRIORITY_UPLOAD)
+    (got,) = ledger.claim(cap=4, limit=1)
+    assert got.job.scan_hash in {h(0), h(1), h(2)}
+
+
+def test_dependencies_wait_for_the_derived_product(ledger) -> None:
+    ledger.enqueue("measure", h(1), "centration", "1.0.0", needs=["segmentation"])
+    ledger.enqueue("derive", h(1), "segmentation", "1")
+    (c,) = ledger.claim(cap=4)
+    assert c.job.kind is JobKind.DERIVE
+    assert ledger.job(job_key("measure", h(1), "centration", "1.0.0")).needs == ["segmentation"]
+    assert ledger.claim(cap=4) == []
+    with pytest.raises(LedgerError, match="complete_derived on a measure"):
+        ledger.enqueue("measure", h(2), "signal", "1.0.0")
+        (m,) = ledger.claim(cap=4)
+        ledger.complete_derived(m.job.job_key, m.lease_token, bucket="b", object_key="k")
+    prod = ledger.complete_derived(
+        c.job.job_key, c.lease_token, bucket="oct-derived", object_key=f"segmentation/{h(1)}.npz"
+    )
+    assert isinstance(prod, DerivedProduct) and prod.name == "segmentation"
+    (w,) = ledger.claim(cap=4)
+    assert w.job.measure == "centration"
+
+
+def test_dead_dependency_dead_letters_the_waiting_job(ledger) -> None:
+    ledger.enqueue("measure", h(1), "centration", "1.0.0", needs=["segmentation"])
+    ledger.enqueue("derive", h(1), "segmentation", "1", max_attempts=1)
+    (c,) = ledger.claim(cap=4)
+    ledger.fail(c.job.job_key, c.lease_token, "no retina found")
+    assert ledger.fail_unsatisfiable() == 1
+    job = ledger.job(job_key("measure", h(1), "centration", "1.0.0"))
+    assert job.state is JobState.DEAD and "no retina found" in job.last_error
+
+
+def _run(ledger: Ledger, scan: str, measure: str, version: str, snr: float):
+    ledger.enqueue("measure", scan, measure, version)
+    key = job_key("measure", scan, measure, version)
+    (c,) = [c for c in ledger.claim(cap=100) if c.job.job_key == key]
+    return ledger.complete(
+        key, c.lease_token, result_for(key, c.lease_token, scan, measure, version, snr)
+    )
+
+
+def test_new_version_archives_the_old_value(ledger) -> None:
+    _run(ledger, h(1), "signal", "1.0.0", 10.0)
+    stored = _run(ledger, h(1), "signal", "1.1.0", 11.0)
+    assert stored.current
+    cur, old = ledger.results(h(1), "signal", history=True)
+    assert (cur.version, cur.current) == ("1.1.0", True)
+    assert (old.version, old.current, old.superseded_by) == ("1.0.0", False, "1.1.0")
+    assert old.superseded_at is not None and "superseded by version 1.1.0" in old.superseded_reason
+    assert [r.version for r in ledger.results(h(1))] == ["1.1.0"]
+
+
+def test_old_version_never_overwrites_a_newer_current_value(ledger) -> None:
+    # a backfill of 1.9.0 finishes after 1.10.0 was published and computed
+    ledger.enqueue("measure", h(1), "signal", "1.9.0", priority=PRIORITY_BACKFILL)
+    (old_claim,) = ledger.claim(cap=1)
+    _run(ledger, h(1), "signal", "1.10.0", 12.0)
+    k = old_claim.job.job_key
+    late = ledger.complete(
+        k, old_claim.lease_token, result_for(k, old_claim.lease_token, h(1), "signal", "1.9.0", 9.0)
+    )
+    assert late.current is False and late.superseded_by == "1.10.0"
+    (cur,) = ledger.results(h(1), "signal")
+    assert cur.version == "1.10.0" and cur.values == {"snr_db": 12.0}
+    assert len(ledger.results(h(1), "signal", history=True)) == 2
+
+
+def test_rerun_of_same_version_archives_and_keeps_both(ledger) -> None:
+    _run(ledger, h(1), "signal", "1.0.0", 10.0)
+    assert ledger.enqueue("measure", h(1), "signal", "1.0.0", rearm=True) is False
+    (c,) = ledger.claim(cap=1)
+    k = c.job.job_key
+    ledger.complete(k, c.lease_token, result_for(k, c.lease_token, h(1), "signal", "1.0.0", 10.5))
+    cur, old = ledger.results(h(1), "signal", history=True)
+    assert cur.values == {"snr_db": 10.5} and old.superseded_reason == "re-run of the same version"
+
+
+def test_result_for_another_job_is_refused(ledger) -> None:
+    ledger.enqueue("measure", h(1), "signal", "1.0.0")
+    (c,) = ledger.claim(cap=1)
+    wrong = result_for(c.job.job_key, c.lease_token, h(2), "signal", "1.0.0", 1.0)
+    with pytest.raises(LedgerError, match="not this job"):
+        ledger.complete(c.job.job_key, c.lease_token, wrong)
+    assert ledger.job(c.job.job_key).state is JobState.LEASED
+
+
+def test_cancel_stops_waiting_jobs_of_a_version(ledger) -> None:
+    for i in range(3):
+        ledger.enqueue("measure", h(i), "signal", "1.0.0")
+    ledger.enqueue("measure", h(0), "sharpness", "1.0.0")
+    assert ledger.cancel("signal", "1.0.0", "measure signal 1.0.0 retired") == 3
+    (c,) = ledger.claim(cap=10)
+    assert c.job.measure == "sharpness"
+    counts = ledger.counts()
+    assert counts.by_kind["measure"]["dead"] == 3 and counts.in_flight == 1
+
+
+def test_xnat_jobs_have_their_own_cap(ledger) -> None:
+    ledger.enqueue("measure", h(1), "signal", "1.0.0")
+    ledger.enqueue("xnat", h(1), "signal", "1.0.0")
+    (m,) = ledger.claim(cap=1)
+    assert m.job.kind is JobKind.MEASURE
+    (x,) = ledger.claim(cap=1, kinds=[JobKind.XNAT])
+    assert x.job.kind is JobKind.XNAT
+    assert ledger.complete(x.job.job_key, x.lease_token) is None
+    assert ledger.in_flight() == 1

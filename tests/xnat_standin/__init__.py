@@ -1,0 +1,1 @@
+"""An in-memory XNAT stand-in for tests: ``from xnat_standin.server import XnatStandin``."""
