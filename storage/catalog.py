@@ -68,7 +68,7 @@ def result_from_row(row: Row) -> StoredResult:
         values=json.loads(row["result_values"]),
         verdicts=json.loads(row["verdicts"]),
         notes=json.loads(row["notes"]),
-        error=row["error"],
+        failure=row["error"],
         picture_stored=bool(row["picture_stored"]),
         dicom_stored=bool(row["dicom_stored"]),
         started_at=from_epoch(row["started_at"]),

@@ -558,7 +558,7 @@ class Ledger:
                 "vals": json.dumps(result.values, sort_keys=True),
                 "verd": json.dumps([v.model_dump(mode="json") for v in result.verdicts]),
                 "notes": json.dumps(result.notes),
-                "err": result.error,
+                "err": result.failure,
                 "pic": int(result.picture_stored),
                 "dcm": int(result.dicom_stored),
                 "t0": epoch(result.started_at),

@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 
 import click
-
 from qmroct.config import Settings, load_settings
 from qmroct.errors import ConfigError, QmroctError
 
@@ -68,11 +67,15 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
         default=None,
         help="gzip with Content-Encoding where it pays (default: auto for minio, none for local)",
     )
-    project_opt = click.option("--project", default=None, help="project label (QMROCT_XNAT_PROJECT)")
+    project_opt = click.option(
+        "--project", default=None, help="project label (QMROCT_XNAT_PROJECT)"
+    )
 
     @cli.command("deid")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="file or folder")
+    @click.option(
+        "--out", "out", required=True, type=click.Path(path_type=Path), help="file or folder"
+    )
     def deid_cmd(file: Path, out: Path) -> None:
         """De-identify FILE (DICOM, .vol, .e2e, .fda/.fds) into OUT; the original is untouched."""
         from qmroct.gateway.deid import deidentify_file
@@ -82,7 +85,9 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
         except (QmroctError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
         ident = result.identity
-        click.echo(f"{result.format}: subject {ident.subject}, session {ident.session}, scan {ident.scan}")
+        click.echo(
+            f"{result.format}: subject {ident.subject}, session {ident.session}, scan {ident.scan}"
+        )
         for change in result.changes:
             click.echo(f"  {change}")
 
@@ -91,15 +96,25 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
     @project_opt
     @compress_opt
     @click.option("--workers", default=2, show_default=True, help="files uploaded in parallel")
-    def upload_cmd(paths: tuple[Path, ...], project: str | None, compress: str | None, workers: int) -> None:
+    def upload_cmd(
+        paths: tuple[Path, ...], project: str | None, compress: str | None, workers: int
+    ) -> None:
         """De-identify, pseudonymise and upload files (or folders) to the ingest bucket."""
         from qmroct.gateway.upload import _expand
 
         settings = load_settings()
         files = list(_expand(paths))
         total = sum(p.stat().st_size for p in files)
-        with click.progressbar(length=total, label="uploading", file=click.get_text_stream("stderr")) as bar:
-            up = _uploader(settings, project, compress, progress=bar.update)
+        lock = threading.Lock()
+        with click.progressbar(
+            length=total, label="uploading", file=click.get_text_stream("stderr")
+        ) as bar:
+
+            def advance(n: int) -> None:
+                with lock:  # files finish on several worker threads
+                    bar.update(n)
+
+            up = _uploader(settings, project, compress, progress=advance)
             summary = up.upload_paths(files, workers=workers)
         for o in summary.outcomes:
             _echo_outcome(o)
@@ -112,8 +127,12 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
     @project_opt
     @compress_opt
     @click.option("--interval", default=2.0, show_default=True, help="seconds between polls")
-    @click.option("--settle", default=5.0, show_default=True, help="seconds a file must be unchanged")
-    def watch_cmd(folder: Path, project: str | None, compress: str | None, interval: float, settle: float) -> None:
+    @click.option(
+        "--settle", default=5.0, show_default=True, help="seconds a file must be unchanged"
+    )
+    def watch_cmd(
+        folder: Path, project: str | None, compress: str | None, interval: float, settle: float
+    ) -> None:
         """Upload each complete file that appears in FOLDER, once (Ctrl-C stops)."""
         from qmroct.gateway.inbox import InboxWatcher
 
@@ -133,12 +152,16 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
     @click.option("--ae-title", default="QMROCT", show_default=True)
     @project_opt
     @compress_opt
-    def dicom_cmd(port: int, host: str, ae_title: str, project: str | None, compress: str | None) -> None:
+    def dicom_cmd(
+        port: int, host: str, ae_title: str, project: str | None, compress: str | None
+    ) -> None:
         """Run a DICOM C-STORE SCP for ophthalmic tomography and photography."""
         from qmroct.gateway.dicom_scp import StoreSCP
 
         settings = load_settings()
-        scp = StoreSCP(_uploader(settings, project, compress), _home(settings) / "spool", ae_title=ae_title)
+        scp = StoreSCP(
+            _uploader(settings, project, compress), _home(settings) / "spool", ae_title=ae_title
+        )
         click.echo(f"C-STORE SCP {ae_title} on {host}:{port}; Ctrl-C to stop", err=True)
         try:
             scp.start(host, port, block=True)
@@ -146,7 +169,9 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
             scp.stop()
 
     @bench.command("gateway")
-    @click.option("--store", type=click.Choice(["local", "moto"]), default="local", show_default=True)
+    @click.option(
+        "--store", type=click.Choice(["local", "moto"]), default="local", show_default=True
+    )
     @click.option("--mb", "total_mb", default=256, show_default=True, help="megabytes to upload")
     @compress_opt
     @click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")

@@ -20,8 +20,10 @@ def _run(file: Path, measures: tuple[str, ...], as_json: bool, report: Path | No
     try:
         scan = read_scan(file, name=file.name)
         run = run_suite(scan, only=list(measures) or None)
-    except (QmroctError, KeyError) as exc:
+    except QmroctError as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyError as exc:  # an unknown measure name; the message lists the known ones
+        raise click.ClickException(str(exc.args[0])) from exc
     digests = {o.measure: code_digest(get_measure(o.measure)) for o in run.outputs}
     if report is not None:
         from qmroct.report import render_html
@@ -65,16 +67,24 @@ def _run(file: Path, measures: tuple[str, ...], as_json: bool, report: Path | No
 
 
 def _validate(as_json: bool, quick: bool, samples: Path | None) -> None:
-    from qmroct.measures.validation import MODERATE, ordering_on_samples, sweep
+    from qmroct.measures.validation import MODERATE, SIGNAL_VALUES, ordering_on_samples, sweep
 
     t0 = time.time()
     result = sweep(quick=quick)
     root = samples or _default_samples()
     ordering = ordering_on_samples(root) if root else []
     if as_json:
-        doc = {name: mv.model_dump(mode="json") for name, mv in result.items()}
-        doc["_moderate"] = {"severity": MODERATE, "meaning": _MODERATE_TEXT}
-        doc["_ordering"] = [c.model_dump(mode="json") for c in ordering]
+        # Keyed by measure name only; the definition of "moderate" travels with each entry and
+        # the real-sample ordering with the signal measure it checks.
+        doc = {
+            name: {
+                **mv.model_dump(mode="json"),
+                "moderate": {"severity": MODERATE, "meaning": _MODERATE_TEXT},
+            }
+            for name, mv in result.items()
+        }
+        if "signal" in doc:
+            doc["signal"]["ordering_real_samples"] = [c.model_dump(mode="json") for c in ordering]
         click.echo(json.dumps(doc, indent=2))
         return
     click.echo(f"phantom sweep ({'quick' if quick else 'full'}); moderate = {_MODERATE_TEXT}")
@@ -99,9 +109,7 @@ def _validate(as_json: bool, quick: bool, samples: Path | None) -> None:
     click.echo("\nreal samples: signal values against the device quality (same device kind)")
     for c in ordering:
         for s in c.scans:
-            vals = " ".join(
-                f"{k}={s[k]:.3g}" for k in ("snr_db", "qi", "mtci", "cnr") if s[k] is not None
-            )
+            vals = " ".join(f"{k}={s[k]:.3g}" for k in SIGNAL_VALUES if s[k] is not None)
             click.echo(f"  [{c.kind}] {s['scan']}: device {s['device_quality']:.1f}; {vals}")
         verdict = ", ".join(f"{k} {'agrees' if ok else 'DISAGREES'}" for k, ok in c.agrees.items())
         click.echo(f"  [{c.kind}] order: {verdict or 'only one scan of this kind'}")
@@ -118,7 +126,10 @@ def _default_samples() -> Path | None:
     import os
 
     env = os.environ.get("QMROCT_SAMPLES")
-    for c in [Path(env)] if env else [] + [Path.cwd().parent / "shared" / "data" / "oct-samples"]:
+    repo = Path(__file__).resolve().parents[2]
+    candidates = [Path(env)] if env else []
+    candidates += [repo.parent / "shared" / "data" / "oct-samples"]
+    for c in candidates:
         if c.is_dir():
             return c
     return None

@@ -83,8 +83,8 @@ def results_cmd(scan: str, history: bool, as_json: bool) -> None:
             click.echo(f"      {values}")
         if verdicts:
             click.echo(f"      {verdicts}")
-        if r.error:
-            click.echo(f"      error: {r.error}")
+        if r.failure:
+            click.echo(f"      failure: {r.failure}")
 
 
 def bench_backfill_cmd(scans: int, cap: int, measure: str, as_json: bool) -> None:

@@ -78,6 +78,8 @@ def activations_cmd(home: Path | None, name: str | None, limit: int, as_json: bo
     from qmroct.runtime.records import ActivationStore
 
     folder = home or load_settings().home
+    if not (folder / "activations").is_dir() and (folder / "whisk" / "activations").is_dir():
+        folder = folder / "whisk"  # the embedded stack keeps its runtime in <home>/whisk
     if not (folder / "activations").is_dir():
         raise click.ClickException(f"{folder}: no activation records (is this the runtime home?)")
     records = ActivationStore(folder).list(name=name, limit=limit)

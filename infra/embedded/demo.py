@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from qmroct.embedded.stack import EmbeddedStack, Idle, StackOptions
+from qmroct.storage.ledger import JobState
 
 # A cycle of scan patterns and injected defects: a clean scan of each pattern, then defects that
 # the suite should flag. Severity is the phantom's 0..1 scale.
@@ -103,7 +104,13 @@ def run_demo(
         by_source = {o.source: o for o in summary.outcomes}
         say(f"uploaded {len(summary.outcomes)} files through the gateway")
 
+        last: list[tuple[int, int, int, int]] = []
+
         def show(s: Idle) -> None:
+            now = (s.done, s.in_flight, s.queued, s.pending_events)
+            if last and last[-1] == now:
+                return
+            last.append(now)
             say(
                 f"\rjobs done {s.done}, in flight {s.in_flight}, queued {s.queued}, "
                 f"events pending {s.pending_events}  [{s.seconds:.0f} s]"
@@ -133,17 +140,17 @@ def run_demo(
                     "status": r.status.value,
                     "values": r.values,
                     "verdicts": [v.model_dump(mode="json") for v in r.verdicts],
-                    "error": r.error,
+                    "failure": r.failure,
                 }
                 if r.status.value == "failed":
-                    failures.append(f"{entry.key}: {r.measure} failed: {r.error}")
+                    failures.append(f"{entry.key}: {r.measure} failed: {r.failure}")
             for m in measures:
                 if m not in entry.results:
                     failures.append(f"{entry.key}: no result for {m}")
             scans.append(entry)
         if not final.idle:
             failures.append(f"pipeline not idle after {timeout_s:.0f} s: {final.model_dump()}")
-        for job in ledger.jobs(state="dead"):
+        for job in ledger.jobs(state=JobState.DEAD):
             failures.append(f"job {job.key} dead: {job.last_error}")
     return DemoReport(
         scans=scans,

@@ -36,7 +36,9 @@ MEASURES_TRIGGER = "measure-published"
 class StackOptions(BaseModel):
     cap: int = 4
     alarm_interval_s: float = 2.0
-    user_memory_mb: int = 2048
+    # The invoker's user memory. None sizes it for the cap: every measure container (512 MB)
+    # plus room for the orchestration actions, so the cap, not memory, limits measures.
+    user_memory_mb: int | None = None
     lease_s: float = 300.0
     max_attempts: int = 3
     event_retry_s: float = 1.0
@@ -111,7 +113,7 @@ class EmbeddedStack:
             manifest_path(),
             self.home / "whisk",
             env,
-            user_memory_mb=opts.user_memory_mb,
+            user_memory_mb=opts.user_memory_mb or max(2048, opts.cap * 512 + 1536),
             alarm_interval_s=opts.alarm_interval_s,
         )
         self.whisk.start()

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from qmroct.errors import ConfigError
 
@@ -90,7 +90,8 @@ class AlarmFeed:
             # Wake at the next whole minute and fire when the cron matches it.
             if self._stop.wait(60 - time.time() % 60 + 0.01):
                 return
-            now = datetime.now().replace(second=0, microsecond=0)
+            # The alarms provider reads cron in UTC.
+            now = datetime.now(UTC).replace(second=0, microsecond=0)
             if now != last_minute and self.cron.matches(now):
                 last_minute = now
                 self._safe_fire()

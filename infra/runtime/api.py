@@ -156,6 +156,9 @@ def _make_handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
                 self._error(exc.status, exc.message)
             except ValidationError as exc:
                 self._error(400, f"The request content was malformed: {exc.errors()[0]['msg']}")
+            except Exception as exc:  # noqa: BLE001 - answer, never drop the connection
+                print(f"{method} {self.path}: {exc!r}", file=sys.stderr)
+                self._error(500, "There was an error processing your request.")
 
         def _route(self, method: str, parts: list[str], query: dict[str, list[str]]) -> None:
             if parts == ["namespaces"] and method == "GET":

@@ -83,10 +83,14 @@ class _Logs:
     def feed(self, stream: str, raw: bytes) -> None:
         text = raw.rstrip(b"\n").decode("utf-8", errors="replace")
         with self._cond:
-            if text == messages.SENTINEL:
+            if text.endswith(messages.SENTINEL):
                 self._sentinels += 1
                 self._cond.notify_all()
-                return
+                # Output without a final newline shares the sentinel's line.
+                text = text.removesuffix(messages.SENTINEL)
+                if not text:
+                    return
+                raw = text.encode()
             size = len(raw)
             if self._size + size > self._limit:
                 self._truncated = True

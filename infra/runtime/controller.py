@@ -41,6 +41,7 @@ from qmroct.runtime.records import (
 
 DEFAULT_BLOCKING_TIMEOUT_MS = 60000
 SUPPORTED_KINDS = ("python:3.11", "blackbox")
+SEQUENCE_COMPONENT_MISSING = "Sequence component does not exist."
 
 
 class RequestError(QmroctError):
@@ -303,6 +304,25 @@ class Controller:
         cause: str | None,
         submitted: int,
     ) -> ActivationRecord:
+        """Run one activation; whatever goes wrong, the lease is returned and a record kept."""
+        start = _now_ms()
+        try:
+            return self._run_in_container(action, params, activation_id, lease, cause, submitted)
+        except Exception as exc:  # noqa: BLE001 - an internal failure becomes the record
+            if lease.container is not None:
+                self.invoker.release(lease.container, destroy=True)
+            response = ActivationResponse.error(INTERNAL_ERROR, f"whisk internal error: {exc}")
+            return self._record(action, activation_id, start, response, [], {}, cause)
+
+    def _run_in_container(
+        self,
+        action: ActionEntity,
+        params: dict[str, Any],
+        activation_id: str,
+        lease: Lease,
+        cause: str | None,
+        submitted: int,
+    ) -> ActivationRecord:
         start = _now_ms()
         limits = action.limits
         annotations: dict[str, Any] = {
@@ -405,7 +425,13 @@ class Controller:
         current: Any = params
         response = ActivationResponse.of(0, params)
         for i, comp_path in enumerate(seq.exec.components or []):
-            comp = self.get_action(comp_path)
+            try:
+                comp = self.get_action(comp_path)
+            except NotFound:
+                if i == 0 and lease is not None:
+                    self.invoker.release_lease(lease)
+                response = ActivationResponse.error(INTERNAL_ERROR, SEQUENCE_COMPONENT_MISSING)
+                break
             value = current if isinstance(current, dict) else {}
             merged = self._merge(comp, value, strict=False)
             first = i == 0 and lease is not None

@@ -26,6 +26,11 @@ BG: RGB = (18, 18, 22)
 _FONT = ImageFont.load_default()
 
 
+def _t(text: str) -> str:
+    # Pillow's built-in font has no micro sign.
+    return text.replace("µ", "u").replace("°", " deg")
+
+
 def gray_rgb(img: np.ndarray, *, lo: float | None = None, hi: float | None = None) -> np.ndarray:
     """A display image (NaN shown black) as uint8 RGB, windowed to [lo, hi] (P0.5..P99.5)."""
     a = np.asarray(img, dtype=np.float32)
@@ -121,7 +126,7 @@ def annotate(
     for x0, y0, x1, y1, c in boxes:
         d.rectangle([x0, y0, x1, y1], outline=c, width=1)
     for x, y, s, c in text:
-        d.text((x, y), s, fill=c, font=_FONT)
+        d.text((x, y), _t(s), fill=c, font=_FONT)
     return np.asarray(im)
 
 
@@ -166,11 +171,11 @@ def plot(
     for i, c, label in vlines:
         x, _ = px(i, lo)
         d.line([(x, top), (x, bottom)], fill=c, width=1)
-        d.text((x + 2, top + 2), label, fill=c, font=_FONT)
+        d.text((x + 2, top + 2), _t(label), fill=c, font=_FONT)
     for v, c, label in hlines:
         _, y = px(0, v)
         d.line([(left, y), (right, y)], fill=c, width=1)
-        d.text((right - 6 * len(label) - 4, y - 11), label, fill=c, font=_FONT)
+        d.text((right - 6 * len(label) - 4, y - 11), _t(label), fill=c, font=_FONT)
     for y, (_, c, _) in zip(ys, series, strict=True):
         seg: list[tuple[float, float]] = []
         for i, v in enumerate(y):
@@ -187,24 +192,27 @@ def plot(
             d.ellipse([x0 - 2, y0 - 2, x0 + 2, y0 + 2], fill=c)
     d.text((4, top - 2), f"{hi:.3g}", fill=GREY, font=_FONT)
     d.text((4, bottom - 10), f"{lo:.3g}", fill=GREY, font=_FONT)
-    d.text((left, 3), title, fill=WHITE, font=_FONT)
+    d.text((left, 3), _t(title), fill=WHITE, font=_FONT)
     # Legend right-aligned on the title row, so it never runs over the title.
     x = right
     for _, c, label in reversed(series):
         if label:
-            x -= int(d.textlength(label, font=_FONT)) + 12
-            d.text((x, 3), label, fill=c, font=_FONT)
+            x -= int(d.textlength(_t(label), font=_FONT)) + 12
+            d.text((x, 3), _t(label), fill=c, font=_FONT)
     if xlabel:
-        d.text((left, bottom + 3), xlabel, fill=GREY, font=_FONT)
+        d.text((left, bottom + 3), _t(xlabel), fill=GREY, font=_FONT)
     return np.asarray(im)
 
 
 def panel(rgb: np.ndarray, title: str, *, width: int | None = None) -> np.ndarray:
-    """An image with a title bar above it, optionally resized to ``width``."""
+    """An image with a title bar above it, resized to ``width`` (default: small images are
+    enlarged to 640 pixels so that a 256-wide B-scan stays readable)."""
+    if width is None and rgb.shape[1] < 480:
+        width = 640
     if width is not None and rgb.shape[1] != width:
         rgb = resize(rgb, width)
     bar = Image.new("RGB", (rgb.shape[1], 16), BG)
-    ImageDraw.Draw(bar).text((4, 2), title, fill=WHITE, font=_FONT)
+    ImageDraw.Draw(bar).text((4, 2), _t(title), fill=WHITE, font=_FONT)
     return np.concatenate([np.asarray(bar), rgb], axis=0)
 
 
@@ -226,7 +234,7 @@ def stack(panels: Sequence[np.ndarray], *, width: int = 640, title: str = "") ->
     parts = [_fit_width(p, width) for p in panels]
     if title:
         head = Image.new("RGB", (width, 20), (0, 0, 0))
-        ImageDraw.Draw(head).text((6, 4), title, fill=YELLOW, font=_FONT)
+        ImageDraw.Draw(head).text((6, 4), _t(title), fill=YELLOW, font=_FONT)
         parts.insert(0, np.asarray(head))
     gap = np.full((4, width, 3), 0, np.uint8)
     out: list[np.ndarray] = []

@@ -33,6 +33,13 @@ def _img(rgb_or_png: np.ndarray | bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+def _device_quality(values: list[float | None] | None, kind: str | None) -> str | None:
+    q = [v for v in values or [] if v is not None]
+    if not q:
+        return None
+    return f"{kind}: mean {np.mean(q):.1f} over {len(q)} B-scan(s), min {min(q):.1f}"
+
+
 def _fmt(v: object) -> str:
     if v is None:
         return "–"
@@ -58,11 +65,13 @@ def render_html(
         ("device", meta.device),
         ("pattern", meta.pattern.value),
         ("size", f"{meta.n_bscans} × {meta.height} × {meta.width}"),
-        ("spacing", f"lateral {meta.spacing.lateral_um:.2f} µm, axial {meta.spacing.axial_um:.2f} µm"
-         + (f", B-scan {meta.spacing.bscan_um:.1f} µm" if meta.spacing.bscan_um else "")),
+        (
+            "spacing",
+            f"lateral {meta.spacing.lateral_um:.2f} µm, axial {meta.spacing.axial_um:.2f} µm"
+            + (f", B-scan {meta.spacing.bscan_um:.1f} µm" if meta.spacing.bscan_um else ""),
+        ),
         ("stored scale / display map", f"{meta.scale.value} / {ctx.scale_used}"),
-        ("device quality", f"{meta.device_quality_kind}: {meta.device_quality}"
-         if meta.device_quality else None),
+        ("device quality", _device_quality(meta.device_quality, meta.device_quality_kind)),
         ("laterality", meta.laterality),
     ):
         rows.append(f"<tr><td>{e(label)}</td><td>{_fmt(value)}</td></tr>")

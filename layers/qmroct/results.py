@@ -84,7 +84,9 @@ class MeasureActionResult(BaseModel):
     values: dict[str, Value] = Field(default_factory=dict)
     verdicts: list[CriterionVerdict] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
-    error: str | None = None
+    # Not named "error": OpenWhisk reads any "error" key in a result as an application error,
+    # which would stop the run-<measure> sequence before record-result could store the failure.
+    failure: str | None = None
     picture_stored: bool = False
     dicom_stored: bool = False
     started_at: datetime

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from qmroct.gateway.pseudonyms import PseudonymStore
 from qmroct.gateway.state import GatewayState
 

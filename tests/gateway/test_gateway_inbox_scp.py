@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pydicom
 from gateway_fixtures import identified_dicom
-
 from qmroct.gateway.dicom_scp import STATUS_CANNOT_UNDERSTAND, StoreSCP
 from qmroct.gateway.inbox import InboxWatcher
 from qmroct.gateway.upload import Uploader
@@ -32,7 +31,10 @@ def _watcher(store, home, inbox: Path, clock: Clock) -> InboxWatcher:  # noqa: A
 
 
 def test_partial_files_wait_and_complete_files_go_once(
-    minio_store, gateway_home, samples_dir: Path, tmp_path: Path  # noqa: ANN001
+    minio_store,
+    gateway_home,
+    samples_dir: Path,
+    tmp_path: Path,  # noqa: ANN001
 ) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -114,7 +116,9 @@ def test_dicom_c_store(minio_store, gateway_home, tmp_path: Path) -> None:  # no
     assert list((tmp_path / "spool").iterdir()) == []
 
 
-def test_hostile_names_in_inbox(minio_store, gateway_home, samples_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_hostile_names_in_inbox(
+    minio_store, gateway_home, samples_dir: Path, tmp_path: Path
+) -> None:  # noqa: ANN001
     inbox = tmp_path / "in box $(x)"
     (inbox / "sub;dir`id`").mkdir(parents=True)
     shutil.copy(samples_dir / VOL, inbox / "sub;dir`id`" / "--rf *.vol")

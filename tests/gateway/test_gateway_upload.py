@@ -11,7 +11,6 @@ import pytest
 import requests
 from gateway_fixtures import identified_dicom
 from gateway_proxy import DroppingProxy
-
 from qmroct.gateway.compress import gunzip
 from qmroct.gateway.deid import deidentify
 from qmroct.gateway.upload import MIB, Uploader
@@ -23,7 +22,13 @@ VOLS = ("heidelberg_vol/Willis_B_716_0.vol", "heidelberg_vol/Willis_B_716_2.vol"
 def _uploader(store, home, **kw) -> Uploader:  # noqa: ANN001
     pseudonyms, state = home
     return Uploader(
-        store, pseudonyms, state, project="glaucoma", bucket=store.test_bucket, sleep=lambda s: None, **kw
+        store,
+        pseudonyms,
+        state,
+        project="glaucoma",
+        bucket=store.test_bucket,
+        sleep=lambda s: None,
+        **kw,
     )
 
 
@@ -33,14 +38,19 @@ def _fingerprint(path: Path) -> tuple[str, int, int]:
 
 
 def test_upload_to_s3_layout_metadata_and_transparent_gzip(
-    minio_store, gateway_home, samples_dir: Path, tmp_path: Path  # noqa: ANN001
+    minio_store,
+    gateway_home,
+    samples_dir: Path,
+    tmp_path: Path,  # noqa: ANN001
 ) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     for rel in VOLS:
         shutil.copy(samples_dir / rel, inbox)
     before = {p.name: _fingerprint(p) for p in inbox.iterdir()}
-    summary = _uploader(minio_store, gateway_home).upload_paths([inbox])
+    seen: list[int] = []
+    summary = _uploader(minio_store, gateway_home, on_progress=seen.append).upload_paths([inbox])
+    assert sum(seen) == sum(p.stat().st_size for p in inbox.iterdir())
     assert [o.status for o in summary.outcomes] == ["uploaded", "uploaded"], summary.outcomes
     # The clinic's originals are where they were, byte for byte.
     assert {p.name: _fingerprint(p) for p in inbox.iterdir()} == before
@@ -61,6 +71,7 @@ def test_upload_to_s3_layout_metadata_and_transparent_gzip(
     # A presigned GET (what a measure does) hands back the de-identified bytes themselves.
     url = minio_store.presign_get(minio_store.test_bucket, out.key)
     assert requests.get(url, timeout=10).content == expected.data
+    assert minio_store.get(minio_store.test_bucket, out.key) == expected.data
     assert gunzip(requests.get(url, stream=True, timeout=10).raw.read()) == expected.data
     assert "MB/s" in summary.render()
 
@@ -108,7 +119,9 @@ def test_bad_input_is_reported_not_uploaded(minio_store, gateway_home, tmp_path:
     assert notes.exists() and burned.exists() and truncated.exists()
 
 
-def test_shell_metacharacters_in_names(minio_store, gateway_home, samples_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_shell_metacharacters_in_names(
+    minio_store, gateway_home, samples_dir: Path, tmp_path: Path
+) -> None:  # noqa: ANN001
     hostile = tmp_path / "a b;rm -rf ~ $(reboot) `id` |&>x'\"*?.vol"
     shutil.copy(samples_dir / VOLS[0], hostile)
     out = _uploader(minio_store, gateway_home).upload_file(hostile)
@@ -123,7 +136,10 @@ def _big_vol(samples_dir: Path, path: Path, size: int) -> None:
 
 
 def test_multipart_resumes_after_dropped_connection(
-    moto_endpoint: str, gateway_home, samples_dir: Path, tmp_path: Path  # noqa: ANN001
+    moto_endpoint: str,
+    gateway_home,
+    samples_dir: Path,
+    tmp_path: Path,  # noqa: ANN001
 ) -> None:
     from qmroct.objectstore import open_store
 
@@ -140,7 +156,9 @@ def test_multipart_resumes_after_dropped_connection(
         lost = _uploader(store, gateway_home, retries=0, **kw).upload_file(src)
         assert lost.status == "failed"
         assert "rerun the upload to resume" in lost.reason
-        assert gateway_home[1].open_multipart("resume-test", lost.key, _sha_of_deid(src, gateway_home))
+        assert gateway_home[1].open_multipart(
+            "resume-test", lost.key, _sha_of_deid(src, gateway_home)
+        )
         proxy.restore()
         assert not store.exists("resume-test", lost.key)
         sent_before = proxy.bytes_up
@@ -160,8 +178,42 @@ def _sha_of_deid(src: Path, home) -> str:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("compress", ["auto", "none"])
-def test_compression_choice(minio_store, gateway_home, tmp_path: Path, samples_dir: Path, compress: str) -> None:  # noqa: ANN001
+def test_compression_choice(
+    minio_store, gateway_home, tmp_path: Path, samples_dir: Path, compress: str
+) -> None:  # noqa: ANN001
     noise = tmp_path / "noise.vol"
     _big_vol(samples_dir, noise, 9 * MIB)  # random pixels do not compress: sent as they are
     out = _uploader(minio_store, gateway_home, compress=compress).upload_file(noise)
     assert out.status == "uploaded" and out.encoding == "identity"
+
+
+def test_forgotten_multipart_starts_over(
+    minio_store, gateway_home, samples_dir: Path, tmp_path: Path
+) -> None:  # noqa: ANN001
+    src = tmp_path / "big.vol"
+    _big_vol(samples_dir, src, 11 * MIB)
+    kw = {"multipart_threshold": 5 * MIB, "part_size": 5 * MIB, "compress": "none"}
+    up = _uploader(minio_store, gateway_home, **kw)
+    result = deidentify(src.read_bytes(), gateway_home[0])
+    sha = hashlib.sha256(result.data).hexdigest()
+    key = f"glaucoma/{result.identity.subject}/{result.identity.session}/{result.identity.scan}.vol"
+    # An upload id the server no longer knows (expired, or aborted by a lifecycle rule).
+    gateway_home[1].remember_multipart(minio_store.test_bucket, key, sha, "no-such-upload", 5 * MIB)
+    out = up.upload_file(src)
+    assert out.status == "uploaded" and out.multipart and out.key == key
+    assert minio_store.get(minio_store.test_bucket, key) == result.data
+
+
+def test_auto_compression_keeps_the_faster_way(
+    minio_store, gateway_home, samples_dir: Path
+) -> None:  # noqa: ANN001
+    up = _uploader(minio_store, gateway_home)
+    data = (samples_dir / VOLS[0]).read_bytes()  # raw Spectralis floats: shrink to about 0.6
+    assert up._pays(data) is True  # nothing measured yet: a clinic's uplink is slow, gzip first
+    up._observe(True, 32 * MIB, 1.0)
+    assert up._pays(data) is False  # gzip measured, plain not yet: try it once
+    up._observe(False, 32 * MIB, 4.0)  # plain was slower (a slow link)
+    assert up._pays(data) is True
+    up._rate = {True: 40.0, False: 90.0}  # a fast link: gzip only costs time
+    assert up._pays(data) is False
+    assert up._pays(b"\x00" * 10) is False  # too small to be worth a trial

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.ndimage import gaussian_filter1d
-
 from qmroct.metrics import (
     centration,
     completeness,
@@ -20,6 +18,7 @@ from qmroct.metrics import (
     sharpness,
 )
 from qmroct.oct.model import IntensityScale
+from scipy.ndimage import gaussian_filter1d
 
 RNG = np.random.default_rng(0)
 
@@ -39,7 +38,10 @@ def test_to_display_linear_is_fourth_root_normalised_and_keeps_nan():
     assert np.isnan(u[0, 0, 2])
     assert u[0, 0, 3] == pytest.approx(1.0)
     assert u[0, 0, 1] == pytest.approx(2.0 / 3.0, rel=1e-3)
-    assert intensity.to_display(np.full((1, 1, 1), 255.0), IntensityScale.DISPLAY_UINT8)[0, 0, 0] == 1.0
+    assert (
+        intensity.to_display(np.full((1, 1, 1), 255.0), IntensityScale.DISPLAY_UINT8)[0, 0, 0]
+        == 1.0
+    )
 
 
 def test_valid_values_drops_nan_and_zero_padding():
@@ -59,7 +61,12 @@ def test_quality_index_known_answer():
     v = np.arange(1, 101, dtype=float)
     low, noise, sat = np.percentile(v, [1, 75, 99])
     mid = (noise + sat) / 2
-    expected = (sat - low) / low * 100 * (((v > mid) & (v <= sat)).sum() / ((v > noise) & (v <= mid)).sum())
+    expected = (
+        (sat - low)
+        / low
+        * 100
+        * (((v > mid) & (v <= sat)).sum() / ((v > noise) & (v <= mid)).sum())
+    )
     assert histogram.quality_index(v) == pytest.approx(expected)
 
 
@@ -115,7 +122,9 @@ def test_ilm_edge_profile_aligns_on_ilm_and_blur_widens_edge():
     wide = sharpness.edge_width_px(sharpness.ilm_edge_profile(blurred, ilm[0]))
     assert sharp == pytest.approx(1.0)
     assert wide > 2.5 * sharp
-    assert sharpness.gradient_contrast(sharpness.ilm_edge_profile(img[0], ilm[0])) == pytest.approx(1.0)
+    assert sharpness.gradient_contrast(sharpness.ilm_edge_profile(img[0], ilm[0])) == pytest.approx(
+        1.0
+    )
 
 
 def test_completeness_fractions():
@@ -231,3 +240,11 @@ def test_plausibility_indices():
     ref = float(np.nanmedian(strong))
     assert plausibility.edge_strength_p05(strong, ref) == pytest.approx(1.0)
     assert plausibility.edge_strength_p05(off, ref) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_refine_edge_moves_a_wrong_ilm_to_the_steepest_rise():
+    img = np.zeros((60, 40), dtype=np.float32)
+    img[31:, :] = 1.0  # the rise is between rows 30 and 31
+    refined = sharpness.refine_edge(img, np.full(40, 28.0))
+    assert np.allclose(refined, 30.5, atol=0.01)
+    assert np.isnan(sharpness.refine_edge(img, np.full(40, np.nan))).all()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from conftest import MemoryStore, RecordingInvoker, measures_event, stored_event
+from orch_doubles import MemoryStore, RecordingInvoker, measures_event, stored_event
 from qmroct.orchestration.context import BackendParams
 from qmroct.orchestration.ingest import on_image_stored
 from qmroct.orchestration.publication import (
@@ -45,7 +45,7 @@ def measure_action(params: dict, value: float = 1.0, status: str = "ok") -> dict
         "version": inv.version,
         "status": status,
         "values": {"v": value},
-        "error": "truncated file" if status == "failed" else None,
+        "failure": "truncated file" if status == "failed" else None,
         "started_at": now,
         "ended_at": now,
     }
@@ -221,7 +221,7 @@ def test_failed_measure_is_retried_then_shown_failed(ctx) -> None:
         states.append(record_result(ctx, measure_action(params, status="failed")).state)
     assert states == ["failed", "failed", "dead"]
     (res,) = ctx.ledger.results(h)
-    assert res.status.value == "failed" and res.error == "truncated file"
+    assert res.status.value == "failed" and res.failure == "truncated file"
 
 
 def test_invalid_result_is_a_failed_attempt(ctx) -> None:

@@ -20,6 +20,12 @@ ACTIONS: dict[str, str] = {
             env = {k: v for k, v in os.environ.items()}
             return {"args": args, "env": env, "calls": COUNT["n"], "pid": os.getpid()}
     """,
+    "no_newline": """
+        import sys
+        def main(args):
+            sys.stdout.write("partial line")
+            return {"ok": True}
+    """,
     "not_dict": """
         def main(args):
             return 42
@@ -87,6 +93,7 @@ project:
           function: functions/echo
           limits: {timeout: 10000, memorySize: 128, logSize: 1}
           annotations: {provide-api-key: true}
+        no_newline: {function: functions/no_newline, limits: {timeout: 10000, memorySize: 128}}
         not_dict: {function: functions/not_dict, limits: {timeout: 10000, memorySize: 128}}
         boom: {function: functions/boom, limits: {timeout: 10000, memorySize: 128}}
         sleeper: {function: functions/sleeper, limits: {timeout: 1000, memorySize: 128}}

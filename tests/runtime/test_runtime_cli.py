@@ -31,9 +31,8 @@ def test_build_names_a_broken_manifest(tmp_path: Path) -> None:
 
 def test_bench_runtime_reports_figures() -> None:
     figures = run_bench(runs=5, cold_runs=2)
-    assert 0 < figures.warm_compute_ms < figures.warm_total_ms
-    assert figures.cold_total_ms > figures.warm_total_ms
-    assert figures.cold_init_ms > 0
+    assert figures.warm_compute_ms > 0 and figures.warm_total_ms > 0
+    assert figures.cold_init_ms > 0 and figures.sequence3_total_ms > 0
     text = "\n".join(figures.lines())
     assert "76 s per VM start" in text and "Docker start" in text
     assert json.loads(figures.model_dump_json())["runs"] == 5

@@ -110,6 +110,13 @@ def test_twenty_megabytes_of_prints_are_truncated(whisk: EmbeddedWhisk) -> None:
     _healthy(whisk)
 
 
+def test_output_without_final_newline_is_kept(whisk: EmbeddedWhisk) -> None:
+    record = whisk.invoke("no_newline")
+    assert record.response.success
+    # The sentinel shares the line; it is found and cut off, the output kept.
+    assert record.logs[-1].endswith("stdout: partial line")
+
+
 def test_five_megabyte_result_is_refused(whisk: EmbeddedWhisk) -> None:
     record = whisk.invoke("big_result")
     assert record.response.statusCode == 2

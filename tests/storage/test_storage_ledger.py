@@ -134,11 +134,11 @@ def test_dead_failure_is_stored_as_a_failed_result(ledger) -> None:
         "1.0.0",
         0.0,
         status=ResultStatus.FAILED,
-        error="truncated file",
+        failure="truncated file",
     )
     assert ledger.fail(c.job.job_key, c.lease_token, "truncated file", result=res) is JobState.DEAD
     (stored,) = ledger.results(h(1))
-    assert stored.status is ResultStatus.FAILED and stored.error == "truncated file"
+    assert stored.status is ResultStatus.FAILED and stored.failure == "truncated file"
 
 
 def test_expired_lease_out_of_attempts_goes_dead(ledger, clock) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import xnat as xnatpy
-
 from qmroct.clients.xnat import XnatClient, XnatConflict, XnatError, XnatUnavailable
 
 
@@ -26,7 +25,9 @@ def test_one_jsession_per_batch(xnat_target, standin) -> None:  # noqa: ANN001
 
 def test_user_agent_is_not_a_browser(xnat_target) -> None:  # noqa: ANN001
     c = _client(xnat_target)
-    assert "Mozilla" not in c.http.headers["User-Agent"] and "qmroct" in c.http.headers["User-Agent"]
+    assert (
+        "Mozilla" not in c.http.headers["User-Agent"] and "qmroct" in c.http.headers["User-Agent"]
+    )
 
 
 def test_wrong_token_is_a_typed_401(xnat_target) -> None:  # noqa: ANN001
@@ -53,7 +54,9 @@ def test_fields_lower_cased_and_replaced(xnat_target) -> None:  # noqa: ANN001
     with _client(t) as c:
         c.put_subject(t.project, sub)
         c.put_session(t.project, sub, ses)
-        c.set_session_fields(t.project, sub, ses, {"QC_Signal_SNR_dB": "23.4", "qc_oscar_o": "pass"})
+        c.set_session_fields(
+            t.project, sub, ses, {"QC_Signal_SNR_dB": "23.4", "qc_oscar_o": "pass"}
+        )
         assert c.get_session_fields(t.project, sub, ses) == {
             "qc_signal_snr_db": "23.4",
             "qc_oscar_o": "pass",
@@ -68,11 +71,20 @@ def test_files_duplicates_overwrite_json_and_conflict(xnat_target) -> None:  # n
     with _client(t) as c:
         c.put_subject(t.project, sub)
         c.put_session(t.project, sub, ses)
-        assert c.put_file(t.project, sub, ses, "QMROCT", "a/pic.png", b"\x89PNG one", content_type="image/png") == []
-        dup = c.put_file(t.project, sub, ses, "QMROCT", "a/pic.png", b"\x89PNG two", overwrite=False)
+        assert (
+            c.put_file(
+                t.project, sub, ses, "QMROCT", "a/pic.png", b"\x89PNG one", content_type="image/png"
+            )
+            == []
+        )
+        dup = c.put_file(
+            t.project, sub, ses, "QMROCT", "a/pic.png", b"\x89PNG two", overwrite=False
+        )
         assert dup and "pic.png" in dup[0]
         assert c.get_file(t.project, sub, ses, "QMROCT", "a/pic.png") == b"\x89PNG one"  # kept
-        c.put_file(t.project, sub, ses, "QMROCT", "a/pic.png", b"\x89PNG two", content_type="image/png")
+        c.put_file(
+            t.project, sub, ses, "QMROCT", "a/pic.png", b"\x89PNG two", content_type="image/png"
+        )
         assert c.get_file(t.project, sub, ses, "QMROCT", "a/pic.png") == b"\x89PNG two"
         (row,) = c.list_files(t.project, sub, ses, "QMROCT")
         assert row["Name"] == "pic.png" and int(row["Size"]) == len(b"\x89PNG two")
@@ -81,7 +93,12 @@ def test_files_duplicates_overwrite_json_and_conflict(xnat_target) -> None:  # n
         with pytest.raises(XnatError) as err:
             c._send("PUT", path, data=b"{}", headers={"Content-Type": "application/json"})
         assert err.value.status == 400 and err.value.message
-        assert c.put_file(t.project, sub, ses, "QMROCT", "x.json", b"{}", content_type="application/json") == []
+        assert (
+            c.put_file(
+                t.project, sub, ses, "QMROCT", "x.json", b"{}", content_type="application/json"
+            )
+            == []
+        )
         with pytest.raises(XnatConflict):
             c.create_resource(t.project, sub, ses, "QMROCT")
 

@@ -108,7 +108,7 @@ class XnatStandin:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---- helpers for tests
+    # ---- for the tests to inspect
     def session(self, project: str, subject: str, label: str) -> Session:
         return self.projects[project][subject].sessions[label]
 
@@ -172,12 +172,16 @@ class _Handler(BaseHTTPRequestHandler):
             s.requests.append((self.command, path, kind))
             if s._fail > 0:
                 s._fail -= 1
-                raise _Reply(500, "<html><body><h3>Internal Server Error</h3></body></html>", "text/html")
+                raise _Reply(
+                    500, "<html><body><h3>Internal Server Error</h3></body></html>", "text/html"
+                )
         if path == "/data/version" and self.command == "GET":
             raise _Reply(404, "<html><body><h3>Not Found</h3></body></html>", "text/html")
         if path == "/data/services/auth" and self.command == "PUT":
             if (query.get("username"), query.get("password")) != (s.alias, s.secret):
-                raise _Reply(401, "<html><body><h3>Login attempt failed</h3></body></html>", "text/html")
+                raise _Reply(
+                    401, "<html><body><h3>Login attempt failed</h3></body></html>", "text/html"
+                )
             token = uuid.uuid4().hex.upper()
             s.sessions_open.add(token)
             raise _Reply(200, token)
@@ -205,9 +209,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/data/auth" and self.command == "GET":
             raise _Reply(200, f"User '{s.alias}' is logged in")
         if path == "/xapi/siteConfig/buildInfo":
-            raise _Reply(200, json.dumps({"version": "1.8.10", "buildNumber": "standin"}), "application/json")
+            raise _Reply(
+                200, json.dumps({"version": "1.8.10", "buildNumber": "standin"}), "application/json"
+            )
         if path == "/data/services/tokens/issue":
-            raise _Reply(200, json.dumps({"alias": s.alias, "secret": s.secret}), "application/json")
+            raise _Reply(
+                200, json.dumps({"alias": s.alias, "secret": s.secret}), "application/json"
+            )
         self._rest(path, query, body, ctype)
 
     # ---- /data/projects/...
@@ -218,7 +226,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reply(404, "<html><body><h3>Not Found</h3></body></html>", "text/html")
         project = seg[2]
         if project not in s.projects:
-            raise _Reply(404, f"<html><body><h3>Project {project} not found</h3></body></html>", "text/html")
+            raise _Reply(
+                404, f"<html><body><h3>Project {project} not found</h3></body></html>", "text/html"
+            )
         subjects = s.projects[project]
         rest = seg[3:]
         method = self.command
@@ -228,7 +238,9 @@ class _Handler(BaseHTTPRequestHandler):
                 subjects.setdefault(rest[1], Subject())
                 raise _Reply(201 if created else 200, rest[1])
             if len(rest) < 2 or rest[0] != "subjects" or rest[1] not in subjects:
-                raise _Reply(404, "<html><body><h3>Subject not found</h3></body></html>", "text/html")
+                raise _Reply(
+                    404, "<html><body><h3>Subject not found</h3></body></html>", "text/html"
+                )
             subject = subjects[rest[1]]
             rest = rest[2:]
             if rest == ["experiments"] and method == "GET":
@@ -240,7 +252,11 @@ class _Handler(BaseHTTPRequestHandler):
             if not rest and method == "PUT":
                 raise self._put_session(subject, label, q)
             if label not in subject.sessions:
-                raise _Reply(404, f"<html><body><h3>Experiment {label} not found</h3></body></html>", "text/html")
+                raise _Reply(
+                    404,
+                    f"<html><body><h3>Experiment {label} not found</h3></body></html>",
+                    "text/html",
+                )
             sess = subject.sessions[label]
             holder: Session | Scan = sess
             if rest[:1] == ["scans"] and len(rest) >= 2:
@@ -248,13 +264,17 @@ class _Handler(BaseHTTPRequestHandler):
                 rest = rest[2:]
                 if not rest and method == "PUT":
                     created = scan_id not in sess.scans
-                    scan = sess.scans.setdefault(scan_id, Scan(q.get("xsiType", "xnat:optScanData")))
+                    scan = sess.scans.setdefault(
+                        scan_id, Scan(q.get("xsiType", "xnat:optScanData"))
+                    )
                     for k, v in q.items():
                         if k.lower().startswith("xnat:optscandata/"):
                             scan.attrs[k.split("/", 1)[1].lower()] = v
                     raise _Reply(201 if created else 200, scan_id)
                 if scan_id not in sess.scans:
-                    raise _Reply(404, "<html><body><h3>Scan not found</h3></body></html>", "text/html")
+                    raise _Reply(
+                        404, "<html><body><h3>Scan not found</h3></body></html>", "text/html"
+                    )
                 holder = sess.scans[scan_id]
             if rest[:1] == ["resources"]:
                 raise self._resources(holder, rest[1:], q, body, ctype)
@@ -301,12 +321,18 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> _Reply:
         method = self.command
         if not rest:
-            rows = [{"label": k, "file_count": str(len(r.files))} for k, r in holder.resources.items()]
+            rows = [
+                {"label": k, "file_count": str(len(r.files))} for k, r in holder.resources.items()
+            ]
             return _Reply(200, json.dumps({"ResultSet": {"Result": rows}}), "application/json")
         label = rest[0]
         if len(rest) == 1 and method == "PUT":
             if label in holder.resources:
-                return _Reply(409, f"<html><body><h3>Resource {label} already exists</h3></body></html>", "text/html")
+                return _Reply(
+                    409,
+                    f"<html><body><h3>Resource {label} already exists</h3></body></html>",
+                    "text/html",
+                )
             holder.resources[label] = Resource()
             return _Reply(200, "")
         if rest[1:2] != ["files"]:
@@ -314,7 +340,9 @@ class _Handler(BaseHTTPRequestHandler):
         name = "/".join(rest[2:])
         if method == "GET" and not name:
             if label not in holder.resources:
-                return _Reply(404, "<html><body><h3>Resource not found</h3></body></html>", "text/html")
+                return _Reply(
+                    404, "<html><body><h3>Resource not found</h3></body></html>", "text/html"
+                )
             rows = [
                 {
                     "Name": n.rsplit("/", 1)[-1],  # XNAT lists the base name; the path is in URI
@@ -335,7 +363,11 @@ class _Handler(BaseHTTPRequestHandler):
             return _Reply(200, data, t or "application/octet-stream")
         if method == "PUT":
             if ctype == "application/json" and q.get("inbody") != "true":
-                return _Reply(400, "<html><body><h3>Bad Request</h3><p>Unsupported content type application/json without inbody=true</p></body></html>", "text/html")
+                return _Reply(
+                    400,
+                    "<html><body><h3>Bad Request</h3><p>Unsupported content type application/json without inbody=true</p></body></html>",
+                    "text/html",
+                )
             res = holder.resources.setdefault(label, Resource())
             if name in res.files and q.get("overwrite") != "true":
                 return _Reply(200, json.dumps({"duplicates": [name]}), "application/json")

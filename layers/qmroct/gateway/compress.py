@@ -7,10 +7,11 @@ metadata records ``encoding=gzip`` and the sha256 of the uncompressed bytes.
 
 Why parallel members: a gzip file may be several gzip members back to back (RFC 1952 2.2), and
 zlib releases the GIL, so 4 MiB pieces compress on all cores and still decode as one stream.
-Raw Spectralis floats shrink to about 0.6 of their size. Whether it pays depends on the link:
-a file that shrinks by less than 10 % on a 1 MiB trial is sent as it is, and so is every file
-when the uplink measured on earlier uploads is faster than compression would gain (see
-:func:`pays`): on a clinic's uplink it always pays, on loopback it does not.
+Raw Spectralis floats shrink to about 0.6 of their size. Whether it pays depends on the link
+(see :class:`qmroct.gateway.upload.Uploader`): a file that shrinks by less than 10 % on a 1 MiB
+trial is sent as it is; otherwise the uploader measures the end-to-end rate (input bytes per
+second of compress + send) of both ways and keeps the faster one. On a clinic's uplink gzip
+wins by far; on loopback next to a busy server it may not.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 PIECE = 4 << 20
 TRIAL = 1 << 20
 WORTH = 0.9
-CORES = max(1, os.cpu_count() or 1)
-_POOL = ThreadPoolExecutor(max_workers=max(2, CORES), thread_name_prefix="gzip")
+_POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="gzip")
 
 
 def _member(piece: bytes | memoryview, level: int) -> bytes:
@@ -43,20 +43,6 @@ def trial_ratio(data: bytes, *, level: int = 1) -> tuple[float, float]:
     size = len(zlib.compress(trial, level))
     seconds = max(time.perf_counter() - t0, 1e-6)
     return size / len(trial), len(trial) / 1e6 / seconds
-
-
-def pays(ratio: float, gzip_mb_s: float, link_mb_s: float | None) -> bool:
-    """Whether compressing first makes the upload finish sooner.
-
-    Sending raw takes S/L; compressing (on ``cores`` cores at C each) then sending takes about
-    S/(cores*C) + r*S/L. So compression pays when 1/(cores*C) + r/L < 1/L, that is when the link
-    L is slower than cores*C*(1 - r). An unknown link is taken to be slow (a clinic's uplink).
-    """
-    if ratio >= WORTH:
-        return False
-    if link_mb_s is None or gzip_mb_s <= 0:
-        return True
-    return link_mb_s < CORES * gzip_mb_s * (1.0 - ratio)
 
 
 def worth_compressing(data: bytes, *, level: int = 1) -> bool:

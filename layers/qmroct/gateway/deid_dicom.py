@@ -13,11 +13,17 @@ import io
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
 from pydicom.uid import UID_dictionary
 
 from qmroct.errors import CorruptScan, UnsupportedFormat
 from qmroct.gateway.models import DeidRefused, DeidResult, Identity
-from qmroct.gateway.profile import BASIC_PROFILE, KEPT_UID_KEYWORDS, first_action
+from qmroct.gateway.profile import (
+    BASIC_PROFILE,
+    KEPT_UID_KEYWORDS,
+    SAFE_PRIVATE_CREATORS,
+    first_action,
+)
 from qmroct.gateway.pseudonyms import PseudonymStore
 
 _SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
@@ -57,6 +63,19 @@ class _Cleaner:
     def __init__(self, pseudonyms: PseudonymStore) -> None:
         self.pseudonyms = pseudonyms
         self.changes: set[str] = set()
+        self.retained_private = False
+
+    @staticmethod
+    def _safe_private(ds: Dataset, elem: pydicom.DataElement) -> bool:
+        tag = elem.tag
+        if tag.is_private_creator:
+            creator = str(elem.value).strip()
+        else:
+            owner = ds.get(Tag(tag.group, tag.element >> 8))
+            if owner is None:
+                return False
+            creator = str(owner.value).strip()
+        return (tag.group, creator) in SAFE_PRIVATE_CREATORS
 
     def _uid(self, value: object) -> object:
         text = str(value)
@@ -69,6 +88,9 @@ class _Cleaner:
             tag = elem.tag
             name = elem.keyword or str(tag)
             if tag.is_private:
+                if self._safe_private(ds, elem):
+                    self.retained_private = True
+                    continue
                 del ds[tag]
                 self.changes.add("private tags removed")
                 continue
@@ -153,8 +175,11 @@ def deidentify_dicom(
         for elem in list(meta):
             if elem.keyword == "MediaStorageSOPInstanceUID":
                 continue
-            if elem.tag.is_private or elem.keyword.startswith("SourceApplicationEntity") or elem.keyword.startswith("SendingApplicationEntity") or elem.keyword.startswith(
-                "ReceivingApplicationEntity"
+            if (
+                elem.tag.is_private
+                or elem.keyword.startswith("SourceApplicationEntity")
+                or elem.keyword.startswith("SendingApplicationEntity")
+                or elem.keyword.startswith("ReceivingApplicationEntity")
             ):
                 del meta[elem.tag]
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -168,7 +193,14 @@ def deidentify_dicom(
     code.CodeValue = "113100"
     code.CodingSchemeDesignator = "DCM"
     code.CodeMeaning = "Basic Application Confidentiality Profile"
-    ds.DeidentificationMethodCodeSequence = [code]
+    codes = [code]
+    if cleaner.retained_private:
+        safe = Dataset()
+        safe.CodeValue = "113111"
+        safe.CodingSchemeDesignator = "DCM"
+        safe.CodeMeaning = "Retain Safe Private Option"
+        codes.append(safe)
+    ds.DeidentificationMethodCodeSequence = codes
 
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=meta is not None)

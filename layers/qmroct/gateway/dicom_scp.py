@@ -67,7 +67,9 @@ class StoreSCP:
         data = buf.getvalue()
         # The spool name is the instance UID hashed by the uploader's pseudonyms: never a
         # value from the wire as a path.
-        spooled = self.spool / f"{self.uploader.pseudonyms.pseudonym('uid', str(ds.SOPInstanceUID))}.dcm"
+        spooled = (
+            self.spool / f"{self.uploader.pseudonyms.pseudonym('uid', str(ds.SOPInstanceUID))}.dcm"
+        )
         spooled.write_bytes(data)
         outcome = self.uploader.upload_bytes(data, source=f"c-store:{spooled.name}")
         status = Dataset()

@@ -12,7 +12,8 @@ Action codes (PS3.15 E.1.1):
 - ``U`` replace with a non-zero-length UID that is internally consistent within the set of instances
 
 Besides the table, three rules of the profile apply to every element:
-- private attributes are removed (E.1.1, no Retain Safe Private option);
+- private attributes are removed, except blocks listed in :data:`SAFE_PRIVATE_CREATORS` (the
+  Retain Safe Private Option, E.3.10);
 - every UID that is not a registered (class or transfer-syntax) UID is replaced (``U``);
 - curves (50xx) and overlay data and comments (60xx,3000/4000) are removed.
 """
@@ -313,6 +314,12 @@ KEPT_UID_KEYWORDS: frozenset[str] = frozenset(
         "ContextUID",
     }
 )
+
+
+# Retain Safe Private Option (PS3.15 E.3.10): private blocks known to hold no identifying
+# information. qmroct's own OPT block carries only the pixel slope, intensity scale, no-data
+# value, scan pattern, ring geometry and device quality that the readers need.
+SAFE_PRIVATE_CREATORS: frozenset[tuple[int, str]] = frozenset({(0x0071, "QMROCT 1.0")})
 
 
 def first_action(code: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from qmroct.errors import InvalidKey, QmroctError, ScanError, ScanTooLarge
-from qmroct.gateway.compress import gzip_parallel, pays, trial_ratio
+from qmroct.gateway.compress import WORTH, gzip_parallel, trial_ratio
 from qmroct.gateway.deid import deidentify
 from qmroct.gateway.models import DeidRefused, DeidResult, UploadOutcome, UploadSummary
 from qmroct.gateway.pseudonyms import PseudonymStore
@@ -43,7 +43,13 @@ class UploadFailed(QmroctError):
 def _permanent(exc: BaseException) -> bool:
     # Credentials, bucket and key problems do not heal by retrying.
     name = type(exc).__name__
-    return isinstance(exc, InvalidKey) or name in ("AccessDenied", "BucketNotFound", "InvalidKey")
+    # MultipartError: the server forgot the upload; starting over is the remedy, not retrying.
+    return isinstance(exc, InvalidKey) or name in (
+        "AccessDenied",
+        "BucketNotFound",
+        "InvalidKey",
+        "MultipartError",
+    )
 
 
 def _md5(data: bytes | memoryview) -> str:
@@ -87,8 +93,9 @@ class Uploader:
         self.max_bytes = max_bytes
         self.on_progress = on_progress
         self._sleep = sleep
-        self._link_mb_s: float | None = None  # uplink rate seen so far (moving average)
-        self._link_lock = threading.Lock()
+        # End-to-end MB/s seen with and without gzip (moving averages), for compress="auto".
+        self._rate: dict[bool, float | None] = {True: None, False: None}
+        self._rate_lock = threading.Lock()
 
     # ------------------------------------------------------------------ public
     def upload_paths(self, paths: Iterable[str | Path], *, workers: int = 2) -> UploadSummary:
@@ -116,7 +123,9 @@ class Uploader:
             return UploadOutcome(source=str(src), status="rejected", reason=exc.reason)
         except OSError as exc:
             return UploadOutcome(source=str(src), status="rejected", reason=f"cannot read: {exc}")
-        return self.upload_bytes(data, source=str(src))
+        outcome = self.upload_bytes(data, source=str(src))
+        self._progress(size)  # every file counts, whatever came of it
+        return outcome
 
     def upload_bytes(self, data: bytes, *, source: str) -> UploadOutcome:
         """De-identify and upload one file's bytes (from a folder, or a DICOM association)."""
@@ -125,7 +134,9 @@ class Uploader:
         except DeidRefused as exc:
             return UploadOutcome(source=source, status="flagged", size=len(data), reason=exc.reason)
         except ScanError as exc:
-            return UploadOutcome(source=source, status="rejected", size=len(data), reason=exc.reason)
+            return UploadOutcome(
+                source=source, status="rejected", size=len(data), reason=exc.reason
+            )
         try:
             return self.upload_deidentified(result, source=source, original_size=len(data))
         except UploadFailed as exc:
@@ -148,15 +159,16 @@ class Uploader:
         ).key
         size = original_size if original_size is not None else len(data)
         if self._already_stored(key, sha):
-            self._progress(size)
             return UploadOutcome(source=source, status="duplicate", key=key, sha256=sha, size=size)
 
         multipart = len(data) >= self.multipart_threshold and hasattr(self.store, "start_multipart")
         # Content-Encoding travels on single PUTs only (multipart metadata is user metadata), so
         # multipart uploads go as they are.
-        gz = not multipart and (self.compress == "gzip" or (self.compress == "auto" and self._pays(data)))
+        gz = not multipart and (
+            self.compress == "gzip" or (self.compress == "auto" and self._pays(data))
+        )
+        began = time.perf_counter()
         body = gzip_parallel(data) if gz else data
-        sent_at = time.perf_counter()
         metadata = {
             "sha256": sha,
             "format": result.format,
@@ -169,12 +181,13 @@ class Uploader:
         if multipart:
             self._put_multipart(key, sha, body, metadata, source)
         else:
-            self._retry(source, key, lambda: self.store.put(
-                self.bucket, key, body, length=len(body), metadata=metadata
-            ))
-        self._observe_link(len(body), time.perf_counter() - sent_at)
+            self._retry(
+                source,
+                key,
+                lambda: self.store.put(self.bucket, key, body, length=len(body), metadata=metadata),
+            )
+        self._observe(gz, len(data), time.perf_counter() - began)
         self.state.record_upload(self.bucket, sha, key)
-        self._progress(size)
         return UploadOutcome(
             source=source,
             status="uploaded",
@@ -188,17 +201,30 @@ class Uploader:
 
     # ------------------------------------------------------------------ internals
     def _pays(self, data: bytes) -> bool:
-        ratio, speed = trial_ratio(data)
-        return pays(ratio, speed, self._link_mb_s)
+        """Compress when the trial shrinks the file and gzip has not proved the slower way.
 
-    def _observe_link(self, n: int, seconds: float) -> None:
-        # Only transfers big enough to say something about the link's rate count.
+        Each way's end-to-end rate (input MB/s over compress + send) is measured on real uploads;
+        gzip is tried first (a clinic's uplink is slow), plain once, then the faster one wins,
+        and keeps being re-measured as it is used.
+        """
+        if trial_ratio(data)[0] >= WORTH:
+            return False
+        with self._rate_lock:
+            gz, plain = self._rate[True], self._rate[False]
+        if gz is None:
+            return True
+        if plain is None:
+            return False
+        return gz >= plain
+
+    def _observe(self, gz: bool, n: int, seconds: float) -> None:
+        # Only files big enough to say something about the rate count.
         if n < MIB or seconds <= 0:
             return
         rate = n / 1e6 / seconds
-        with self._link_lock:
-            old = self._link_mb_s
-            self._link_mb_s = rate if old is None else 0.5 * old + 0.5 * rate
+        with self._rate_lock:
+            old = self._rate[gz]
+            self._rate[gz] = rate if old is None else 0.5 * old + 0.5 * rate
 
     def _progress(self, n: int) -> None:
         if self.on_progress is not None:
@@ -245,7 +271,9 @@ class Uploader:
         if opened is not None:
             upload_id, part_size = opened
             try:
-                listed = self._retry(source, key, lambda: store.list_parts(self.bucket, key, upload_id))
+                listed = self._retry(
+                    source, key, lambda: store.list_parts(self.bucket, key, upload_id)
+                )
                 done = {p.part_number: p.etag.strip('"') for p in listed}
             except UploadFailed:
                 opened = None  # the server forgot the upload (expired or aborted): start over
@@ -254,7 +282,9 @@ class Uploader:
             upload_id = self._retry(
                 source,
                 key,
-                lambda: store.start_multipart(self.bucket, key, "application/octet-stream", metadata),
+                lambda: store.start_multipart(
+                    self.bucket, key, "application/octet-stream", metadata
+                ),
             )
             self.state.remember_multipart(self.bucket, key, sha, upload_id, part_size)
         view = memoryview(body)
@@ -270,7 +300,9 @@ class Uploader:
                     lambda n=number, c=chunk: store.upload_part(self.bucket, key, upload_id, n, c),
                 ).strip('"')
             parts.append((number, etag))
-        self._retry(source, key, lambda: store.complete_multipart(self.bucket, key, upload_id, parts))
+        self._retry(
+            source, key, lambda: store.complete_multipart(self.bucket, key, upload_id, parts)
+        )
         self.state.close_multipart(self.bucket, key, sha)
 
 

@@ -21,6 +21,7 @@ from qmroct.config import load_settings
 from qmroct.errors import QmroctError
 from qmroct.measures.base import Measure, get_measure
 from qmroct.objectstore import transfer
+from qmroct.oct.model import ScanMeta
 from qmroct.results import (
     MeasureActionResult,
     MeasureInvocation,
@@ -62,12 +63,12 @@ def fetch_inputs(inv: MeasureInvocation, max_bytes: int) -> dict[str, object]:
     return inputs
 
 
-def secondary_capture(out: MeasureOutput, scan: object) -> bytes:
+def secondary_capture(out: MeasureOutput, meta: ScanMeta) -> bytes:
     """The picture as a DICOM Secondary Capture, titled with the measure and version."""
     from qmroct.oct.writers.secondary_capture import write_secondary_capture
 
     rgb = pictures.from_png(out.picture_png or b"")
-    return write_secondary_capture(rgb, source=scan, title=f"qmroct {out.measure} {out.version}")
+    return write_secondary_capture(rgb, source=meta, title=f"qmroct {out.measure} {out.version}")
 
 
 def run_action(args: dict[str, Any], measure_name: str) -> dict[str, Any]:
@@ -106,16 +107,16 @@ def run_action(args: dict[str, Any], measure_name: str) -> dict[str, Any]:
             transfer.upload(inv.picture_url, out.picture_png, content_type=PNG)
             result["picture_stored"] = True
         if inv.dicom_url and out.picture_png:
-            transfer.upload(inv.dicom_url, secondary_capture(out, scan), content_type=DICOM)
+            transfer.upload(inv.dicom_url, secondary_capture(out, scan.meta), content_type=DICOM)
             result["dicom_stored"] = True
         result.update(
             status=status_of(out), values=out.values, verdicts=out.verdicts, notes=out.notes
         )
     except (QmroctError, ValidationError) as exc:
-        result.update(status=ResultStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        result.update(status=ResultStatus.FAILED, failure=f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a measure bug must still yield a result row
         result.update(
-            status=ResultStatus.FAILED, error=f"internal error {type(exc).__name__}: {exc}"
+            status=ResultStatus.FAILED, failure=f"internal error {type(exc).__name__}: {exc}"
         )
     result.update(
         started_at=started,

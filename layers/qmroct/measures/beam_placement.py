@@ -7,7 +7,13 @@ from pydantic import BaseModel, Field
 
 from qmroct import pictures
 from qmroct.measures.base import register
-from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers
+from qmroct.measures.common import (
+    Evaluation,
+    SuiteMeasure,
+    bscan_with_layers,
+    column_mean,
+    crop_to_retina,
+)
 from qmroct.measures.context import ScanContext
 from qmroct.measures.verdicts import grade, worst
 from qmroct.metrics.geometry import tilt_deg
@@ -46,7 +52,7 @@ class BeamPlacement(SuiteMeasure):
 
     def evaluate(self, ctx: ScanContext, params: BeamPlacementParams) -> Evaluation:  # type: ignore[override]
         sp = ctx.scan.meta.spacing
-        s = ctx.segmentation
+        s = ctx.usable_segmentation
         tilts = np.array(
             [
                 tilt_deg(r, sp.lateral_um, sp.axial_um, exclude_centre=params.exclude_centre)
@@ -98,12 +104,15 @@ class BeamPlacement(SuiteMeasure):
             rgb, lines=lines, text=[(4, 4, f"tilt {tilts[k]:.1f}°", pictures.RED)]
         )
         panels = [
-            pictures.panel(rgb, f"B-scan {k}: BM (yellow) and its fitted line (red); ONL magenta")
+            pictures.panel(
+                crop_to_retina(rgb, ctx, k),
+                f"B-scan {k}: BM (yellow) and its fitted line (red); ONL magenta",
+            )
         ]
         if not ring:
             panels.append(
                 pictures.plot(
-                    [(np.nanmean(onl, axis=0), pictures.MAGENTA, "ONL mean")],
+                    [(column_mean(onl), pictures.MAGENTA, "ONL mean")],
                     title=f"ONL brightness across the scan: left/right ratio {ratio:.2f}",
                 )
             )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel, Field
+from scipy.ndimage import median_filter
 
 from qmroct import pictures
 from qmroct.errors import NotApplicable
 from qmroct.measures.base import register
-from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers
+from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers, crop_to_retina
 from qmroct.measures.context import ScanContext
 from qmroct.measures.verdicts import grade, worst
 from qmroct.metrics.centration import find_disc, fovea_offset_um, fovea_position, ring_offset_ratio
@@ -75,7 +76,15 @@ class Centration(SuiteMeasure):
     def _fovea(self, ctx: ScanContext, params: CentrationParams) -> Evaluation:
         meta = ctx.scan.meta
         sp = meta.spacing
-        t = thickness_um(ctx.segmentation.ilm, ctx.segmentation.bm, sp.axial_um)
+        # BM is smooth anatomy; a running median over the AURA radius keeps its segmentation
+        # noise out of the thickness minimum.
+        width = max(3, int(round(params.smoothing_radius_um / sp.lateral_um)) | 1)
+        bm = ctx.usable_segmentation.bm.astype(np.float64)
+        bm_s = median_filter(
+            np.where(np.isfinite(bm), bm, np.nanmedian(bm)), size=(1, width), mode="nearest"
+        )
+        bm_s[~np.isfinite(bm)] = np.nan
+        t = thickness_um(ctx.usable_segmentation.ilm, bm_s, sp.axial_um)
         n, w = t.shape
         bscan_um = sp.bscan_um if n > 1 else None
         k, j = fovea_position(t, sp.lateral_um, bscan_um, radius_um=params.smoothing_radius_um)
@@ -130,7 +139,10 @@ class Centration(SuiteMeasure):
             ],
         )
         panels = [
-            pictures.panel(rgb, f"B-scan {ki}: scan centre (cyan), fovea (red), {dist:.0f} µm")
+            pictures.panel(
+                crop_to_retina(rgb, ctx, ki),
+                f"B-scan {ki}: scan centre (cyan), fovea (red), {dist:.0f} µm",
+            )
         ]
         if n > 1:
             lo, hi = np.nanpercentile(t, [1, 99]) if np.isfinite(t).any() else (0, 1)
@@ -141,7 +153,9 @@ class Centration(SuiteMeasure):
                 marks=[(cx * sx, (n - 1) / 2 * sy, pictures.CYAN), (j * sx, k * sy, pictures.RED)],
                 text=[(4, 4, f"thickness {lo:.0f}-{hi:.0f} µm", pictures.WHITE)],
             )
-            panels.append(pictures.panel(en, "thickness map: centre (cyan) and fovea (red)"))
+            panels.append(
+                pictures.panel(en, "thickness map: centre (cyan) and fovea (red)", width=320)
+            )
         else:
             panels.append(
                 pictures.plot(
@@ -201,7 +215,7 @@ class Centration(SuiteMeasure):
             pictures.panel(
                 rgb, f"SLO: ring (green), disc found (yellow), offset {ratio:.2f} of the disc"
             ),
-            pictures.panel(bscan_with_layers(ctx, 0), "ring B-scan"),
+            pictures.panel(crop_to_retina(bscan_with_layers(ctx, 0), ctx, 0), "ring B-scan"),
         ]
         return Evaluation(
             values, [verdict], pictures.stack(panels, title="ring centration (OSCAR-IB C)")

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from qmroct import pictures
 from qmroct.errors import NotApplicable
 from qmroct.measures.base import Measure
-from qmroct.measures.context import MIN_RETINA_FRACTION, ScanContext
+from qmroct.measures.context import ScanContext
 from qmroct.measures.verdicts import failed, not_applicable
 from qmroct.oct.model import Scan
 from qmroct.results import CriterionVerdict, MeasureOutput, Value
@@ -74,10 +74,7 @@ class SuiteMeasure(Measure):
             "retina_fraction": round(ctx.retina_fraction, 4),
         }
         if self.needs_retina and not ctx.has_retina:
-            reason = (
-                f"no detectable retina: ILM and BM found in {ctx.retina_fraction:.0%} of A-scans "
-                f"(at least {MIN_RETINA_FRACTION:.0%} needed)"
-            )
+            reason = ctx.no_retina_reason()
             picture = pictures.panel(
                 pictures.gray_rgb(ctx.display[ctx.centre_index]), f"{self.name}: {reason}"
             )
@@ -131,3 +128,24 @@ def sample_indices(n: int, limit: int) -> np.ndarray:
     if n <= limit:
         return np.arange(n)
     return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+
+
+def column_mean(a: np.ndarray) -> np.ndarray:
+    """Mean over B-scans per column, NaN where a column has no value (no warning)."""
+    ok = np.isfinite(a)
+    total = np.where(ok, a, 0.0).sum(axis=0)
+    count = ok.sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def crop_to_retina(rgb: np.ndarray, ctx: ScanContext, k: int, pad_px: int = 40) -> np.ndarray:
+    """Rows from above the highest ILM to below the deepest BM of B-scan ``k`` (with a margin):
+    the part of the B-scan a reader looks at. The whole image when no boundary was found."""
+    s = ctx.segmentation
+    top, bottom = s.ilm[k], s.bm[k]
+    if not (np.isfinite(top).any() and np.isfinite(bottom).any()):
+        return rgb
+    h = rgb.shape[0]
+    r0 = max(0, int(np.nanmin(top)) - pad_px)
+    r1 = min(h, int(np.nanmax(bottom)) + 2 * pad_px)
+    return rgb[r0:r1] if r1 - r0 > 20 else rgb

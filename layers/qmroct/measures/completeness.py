@@ -43,7 +43,7 @@ class Completeness(SuiteMeasure):
     }
 
     def evaluate(self, ctx: ScanContext, params: CompletenessParams) -> Evaluation:  # type: ignore[override]
-        s = ctx.segmentation
+        s = ctx.usable_segmentation
         h = ctx.height
         top = cut_top_fraction(s.ilm, params.margin_px)
         bottom = cut_bottom_fraction(s.bm, h, params.margin_px)

@@ -12,6 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
+from qmroct.metrics.contrast import cnr
 from qmroct.metrics.intensity import DISPLAY_MAP, to_display, to_linear
 from qmroct.metrics.regions import retina_mask, vitreous_mask
 from qmroct.oct.model import Scan
@@ -19,6 +20,9 @@ from qmroct.oct.segmentation import Segmentation, segment
 
 #: The least fraction of A-scans with both ILM and BM found for a retina to count as detected.
 MIN_RETINA_FRACTION = 0.2
+#: The least retina/vitreous CNR for the "retina" to be tissue rather than boundaries found in
+#: noise (pure speckle gives about 0.1; the phantom at its weakest signal about 0.26).
+MIN_RETINA_CNR = 0.2
 
 
 @dataclass
@@ -69,11 +73,75 @@ class ScanContext:
         ok = np.isfinite(s.ilm) & np.isfinite(s.bm) & (s.bm > s.ilm)
         return float(ok.mean())
 
+    @cached_property
+    def retina_cnr(self) -> float:
+        """CNR of the segmented retina against the vitreous, on up to 8 B-scans."""
+        n = self.display.shape[0]
+        idx = np.unique(np.linspace(0, n - 1, min(n, 8)).round().astype(int))
+        return cnr(self.display[idx], self.retina[idx], self.vitreous[idx])
+
     @property
     def has_retina(self) -> bool:
-        return self.retina_fraction >= MIN_RETINA_FRACTION
+        if self.retina_fraction < MIN_RETINA_FRACTION:
+            return False
+        c = self.retina_cnr
+        # Without a vitreous to compare with (retina at the very top), trust the boundaries.
+        return not np.isfinite(c) or c >= MIN_RETINA_CNR
+
+    def no_retina_reason(self) -> str:
+        if self.retina_fraction < MIN_RETINA_FRACTION:
+            return (
+                f"no detectable retina: ILM and BM found in {self.retina_fraction:.0%} of A-scans "
+                f"(at least {MIN_RETINA_FRACTION:.0%} needed)"
+            )
+        return (
+            f"no detectable retina: the layers found are no brighter than the vitreous "
+            f"(CNR {self.retina_cnr:.2f} < {MIN_RETINA_CNR})"
+        )
+
+    @cached_property
+    def usable(self) -> np.ndarray:
+        """B-scans with a retina to measure: boundaries found in half the A-scans and a linear
+        level at least half the volume's median (a blink fails both). Shape (n,), bool."""
+        n = self.scan.bscans.shape[0]
+        if n < 3:
+            return np.ones(n, dtype=bool)
+        s = self.segmentation
+        found = (np.isfinite(s.ilm) & np.isfinite(s.bm)).mean(axis=1)
+        # Linear level: the display map compresses a blink to a small step.
+        level = np.array([np.nanmean(b[::4, ::4] ** 4) for b in self.display])
+        return (found >= 0.5) & (level >= 0.5 * np.nanmedian(level))
+
+    @cached_property
+    def usable_segmentation(self) -> Segmentation:
+        """The segmentation with the boundaries of unusable B-scans (blinks) set to NaN, for
+        the geometric measures: a blink is blink_motion's finding, not a cut or a thin retina."""
+        if self.usable.all():
+            return self.segmentation
+        s = self.segmentation
+        drop = ~self.usable
+
+        def masked(a: np.ndarray) -> np.ndarray:
+            out = a.copy()
+            out[drop] = np.nan
+            return out
+
+        return Segmentation(
+            ilm=masked(s.ilm),
+            rnfl=masked(s.rnfl),
+            onl_top=masked(s.onl_top),
+            onl_bottom=masked(s.onl_bottom),
+            bm=masked(s.bm),
+            confidence=s.confidence,
+        )
 
     @cached_property
     def centre_index(self) -> int:
-        """The B-scan shown in pictures: the middle one."""
-        return self.scan.bscans.shape[0] // 2
+        """The B-scan shown in pictures: the middle one, or the nearest usable one (a blink in
+        the middle shows nothing)."""
+        mid = self.scan.bscans.shape[0] // 2
+        ok = self.usable
+        if ok[mid] or not ok.any():
+            return mid
+        candidates = np.flatnonzero(ok)
+        return int(candidates[np.argmin(np.abs(candidates - mid))])

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel, Field
+from scipy.ndimage import median_filter
 
 from qmroct import pictures
 from qmroct.measures.base import register
-from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers
+from qmroct.measures.common import (
+    Evaluation,
+    SuiteMeasure,
+    bscan_with_layers,
+    column_mean,
+    crop_to_retina,
+)
 from qmroct.measures.context import ScanContext
 from qmroct.measures.verdicts import grade, worst
 from qmroct.metrics.illumination import (
@@ -23,10 +30,13 @@ from qmroct.metrics.illumination import (
 
 class IlluminationParams(BaseModel):
     sectors: int = Field(16, ge=2, le=128, description="vertical sectors for the weakest SNR")
+    vessel_um: float = Field(
+        150.0, ge=0, le=2000, description="running median width that removes vessel shadows"
+    )
     edge_centre_warn: float = Field(0.8, gt=0, le=1, description="edge/centre below this warns")
     edge_centre_fail: float = Field(0.6, gt=0, le=1, description="edge/centre below this fails")
-    sector_deficit_warn_db: float = Field(2.0, gt=0, le=40, description="weakest sector deficit")
-    sector_deficit_fail_db: float = Field(4.0, gt=0, le=40)
+    sector_deficit_warn_db: float = Field(6.0, gt=0, le=40, description="weakest sector deficit")
+    sector_deficit_fail_db: float = Field(10.0, gt=0, le=40)
     dark_warn: float = Field(0.02, ge=0, le=1, description="dark A-scan fraction that warns")
     dark_fail: float = Field(0.08, ge=0, le=1)
     gain_cv_warn: float = Field(0.10, gt=0, le=2, description="B-scan gain CV that warns")
@@ -38,7 +48,8 @@ class Illumination(SuiteMeasure):
     """Illumination, from s(j), the mean retinal reflectivity (linear estimate) of each A-scan: its CV, the
     edge/centre ratio (vignetting), the weakest of 16 sectors below their median (dB; a shadow
     or a dim side), the fraction of A-scans darker than half the median (shadows), and for
-    volumes the CV of the per-B-scan gain. Soft criterion: failures here rarely exclude a scan
+    volumes the CV of the per-B-scan gain. Vessel shadows (narrower than 150 µm) are removed
+    by a running median first: they are anatomy, not illumination. Soft criterion: failures here rarely exclude a scan
     alone (Tewarie 2012)."""
 
     name = "illumination"
@@ -63,6 +74,13 @@ class Illumination(SuiteMeasure):
     def evaluate(self, ctx: ScanContext, params: IlluminationParams) -> Evaluation:  # type: ignore[override]
         linear, lin_name = ctx.linear_and_name
         s = ascan_signal(linear, ctx.retina)
+        # Vessel shadows are normal anatomy and narrower than media shadows: a running median
+        # over vessel_um removes them before sectors and dark fractions are taken.
+        width = max(1, int(round(params.vessel_um / ctx.scan.meta.spacing.lateral_um)) | 1)
+        if width > 1:
+            s = median_filter(
+                np.where(np.isfinite(s), s, np.nanmedian(s)), size=(1, width), mode="nearest"
+            ) * np.where(np.isfinite(s), 1.0, np.nan)
         bg = linear[ctx.vitreous]
         bg = bg[np.isfinite(bg)]
         noise = float(bg.std()) if bg.size > 10 else float("nan")
@@ -124,8 +142,8 @@ class Illumination(SuiteMeasure):
         med = float(np.nanmedian(s)) if np.isfinite(s).any() else 0.0
         panels = [
             pictures.panel(
-                bscan_with_layers(ctx, k, enhanced=True),
-                f"B-scan {k}, background-enhanced: shadows and dim sides show",
+                crop_to_retina(bscan_with_layers(ctx, k), ctx, k),
+                f"B-scan {k}: shadows and dim sides darken the retina between ILM and BM",
             )
         ]
         if s.shape[0] > 1:
@@ -133,12 +151,12 @@ class Illumination(SuiteMeasure):
             en = pictures.resize(pictures.colormap(s, lo, hi), 320, 320)
             panels.append(
                 pictures.panel(
-                    en, "en-face mean retinal intensity (vignetting, shadows)", width=640
+                    en, "en-face mean retinal intensity (vignetting, shadows)", width=320
                 )
             )
         panels.append(
             pictures.plot(
-                [(np.nanmean(s, axis=0), pictures.WHITE, "s(j)")],
+                [(column_mean(s), pictures.WHITE, "s(j)")],
                 title="mean retinal intensity per A-scan (column)",
                 hlines=[(0.5 * med, pictures.RED, "half median")],
             )

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from qmroct import pictures
 from qmroct.measures.base import register
-from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers
+from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers, crop_to_retina
 from qmroct.measures.context import ScanContext
 from qmroct.metrics.geometry import thickness_range, thickness_um
 from qmroct.results import CriterionVerdict, Verdict
@@ -50,7 +50,9 @@ class PathologyFlag(SuiteMeasure):
     }
 
     def evaluate(self, ctx: ScanContext, params: PathologyParams) -> Evaluation:  # type: ignore[override]
-        t = thickness_um(ctx.segmentation.ilm, ctx.segmentation.bm, ctx.scan.meta.spacing.axial_um)
+        t = thickness_um(
+            ctx.usable_segmentation.ilm, ctx.usable_segmentation.bm, ctx.scan.meta.spacing.axial_um
+        )
         p5, p50, p95 = thickness_range(t)
         ok = np.isfinite(t)
         abnormal = (t < params.normal_min_um) | (t > params.normal_max_um)
@@ -78,13 +80,16 @@ class PathologyFlag(SuiteMeasure):
         n = t.shape[0]
         k = int(np.argmax(abnormal.sum(axis=1))) if abnormal.any() else ctx.centre_index
         panels = [
-            pictures.panel(bscan_with_layers(ctx, k), f"B-scan {k}: ILM (green) to BM (yellow)")
+            pictures.panel(
+                crop_to_retina(bscan_with_layers(ctx, k), ctx, k),
+                f"B-scan {k}: ILM (green) to BM (yellow)",
+            )
         ]
         if n > 1:
             en = pictures.resize(
                 pictures.colormap(t, params.normal_min_um, params.normal_max_um), 320, 320
             )
-            panels.append(pictures.panel(en, f"thickness map, colour range {band}"))
+            panels.append(pictures.panel(en, f"thickness map, colour range {band}", width=320))
         panels.append(
             pictures.plot(
                 [(t[k], pictures.WHITE, "thickness µm")],

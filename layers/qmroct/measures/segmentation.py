@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from qmroct import pictures
 from qmroct.measures.base import register
-from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers
+from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers, crop_to_retina
 from qmroct.measures.context import ScanContext
 from qmroct.measures.verdicts import grade, worst
 from qmroct.metrics.plausibility import (
@@ -24,13 +24,20 @@ LAYERS = ("ilm", "rnfl", "onl_top", "onl_bottom", "bm")
 
 
 class SegmentationParams(BaseModel):
-    max_jump_um: float = Field(50.0, gt=0, le=1000, description="boundary step between A-scans")
+    max_jump_um: float = Field(50.0, gt=0, le=1000, description="ILM step between A-scans")
+    bm_max_jump_um: float = Field(
+        100.0, gt=0, le=1000, description="BM step between A-scans (BM ends at the disc)"
+    )
     gap_warn: float = Field(0.05, ge=0, le=1)
     gap_fail: float = Field(0.20, ge=0, le=1)
     order_warn: float = Field(0.01, ge=0, le=1)
     order_fail: float = Field(0.05, ge=0, le=1)
-    jump_warn: float = Field(0.01, ge=0, le=1)
-    jump_fail: float = Field(0.03, ge=0, le=1)
+    jump_warn: float = Field(0.01, ge=0, le=1, description="ILM jump fraction that warns")
+    jump_fail: float = Field(0.03, ge=0, le=1, description="ILM jump fraction that fails")
+    bm_jump_warn: float = Field(
+        0.05, ge=0, le=1, description="BM jump fraction that warns (vessel shadows, disc)"
+    )
+    bm_jump_fail: float = Field(0.15, ge=0, le=1, description="BM jump fraction that fails")
     edge_warn: float = Field(0.35, ge=-1, le=1, description="ILM edge P5 / median that warns")
     edge_fail: float = Field(0.15, ge=-1, le=1, description="ILM edge P5 / median that fails")
     gap_level: float = Field(0.15, ge=0, le=1, description="sub-ILM level that counts as a gap")
@@ -60,11 +67,8 @@ class SegmentationPlausibility(SuiteMeasure):
             "lower is better",
             "A-scans with boundaries out of order",
         ),
-        "jump_fraction": (
-            "fraction",
-            "lower is better",
-            "neighbour steps above max_jump_um (ILM or BM)",
-        ),
+        "ilm_jump_fraction": ("fraction", "lower is better", "ILM steps above max_jump_um"),
+        "bm_jump_fraction": ("fraction", "lower is better", "BM steps above bm_max_jump_um"),
         "ilm_edge_p05": (
             "",
             "higher is better",
@@ -84,8 +88,8 @@ class SegmentationPlausibility(SuiteMeasure):
         layers = [getattr(s, name) for name in LAYERS]
         gaps = gap_fraction(s.ilm, s.bm)
         order = order_violation_fraction(layers)
-        jump_px = params.max_jump_um / axial
-        jumps = max(jump_fraction(s.ilm, jump_px), jump_fraction(s.bm, jump_px))
+        jumps = jump_fraction(s.ilm, params.max_jump_um / axial)
+        bm_jumps = jump_fraction(s.bm, params.bm_max_jump_um / axial)
         strength = edge_strength(ctx.display, s.ilm)
         ref = float(np.nanmedian(strength)) if np.isfinite(strength).any() else float("nan")
         edge = edge_strength_p05(strength, ref)
@@ -115,7 +119,8 @@ class SegmentationPlausibility(SuiteMeasure):
         values = {
             "gap_fraction": gaps,
             "order_violation_fraction": order,
-            "jump_fraction": jumps,
+            "ilm_jump_fraction": jumps,
+            "bm_jump_fraction": bm_jumps,
             "ilm_edge_p05": edge,
             "subilm_gap_fraction": gap_frac,
             "device_disagreement_um": dis_um,
@@ -141,10 +146,18 @@ class SegmentationPlausibility(SuiteMeasure):
             ),
             grade(
                 "A",
-                "jumps",
+                "ILM jumps",
                 jumps,
                 warn=params.jump_warn,
                 fail=params.jump_fail,
+                higher_is_better=False,
+            ),
+            grade(
+                "A",
+                "BM jumps",
+                bm_jumps,
+                warn=params.bm_jump_warn,
+                fail=params.bm_jump_fail,
                 higher_is_better=False,
             ),
             grade(
@@ -183,16 +196,18 @@ class SegmentationPlausibility(SuiteMeasure):
             | (np.isfinite(gap_map[k]) & (gap_map[k] < params.gap_level))
         )
         gap_cols = np.flatnonzero(~np.isfinite(s.ilm[k]) | ~np.isfinite(s.bm[k]))
+        top_row = float(np.nanmax(s.bm[k])) + 10 if np.isfinite(s.bm[k]).any() else 0.0
         rgb = pictures.annotate(
             rgb,
-            lines=[(j, 0, j, 4, pictures.RED) for j in weak]
-            + [(j, ctx.height - 5, j, ctx.height - 1, pictures.ORANGE) for j in gap_cols],
+            # Marks just above the ILM (weak edge or a gap under it) and at the BM (missing).
+            lines=[(j, s.ilm[k, j] - 14, j, s.ilm[k, j] - 5, pictures.RED) for j in weak]
+            + [(j, top_row, j, top_row + 8, pictures.ORANGE) for j in gap_cols],
         )
         panels = [
             pictures.panel(
-                rgb,
+                crop_to_retina(rgb, ctx, k),
                 f"B-scan {k}: ILM green, RNFL cyan, ONL magenta, BM yellow; "
-                "weak ILM edge red (top), gaps orange (bottom)",
+                "weak ILM edge or gap under it red, missing boundaries orange",
             )
         ]
         if "ILM" in device and device["ILM"].shape == s.ilm.shape:
@@ -200,7 +215,11 @@ class SegmentationPlausibility(SuiteMeasure):
                 pictures.gray_rgb(ctx.display[k]), device["ILM"][k], pictures.CYAN
             )
             drgb = pictures.draw_rows(drgb, s.ilm[k], pictures.GREEN)
-            panels.append(pictures.panel(drgb, "ILM: ours (green) against the device's (cyan)"))
+            panels.append(
+                pictures.panel(
+                    crop_to_retina(drgb, ctx, k), "ILM: ours (green) against the device's (cyan)"
+                )
+            )
         return Evaluation(
             values,
             [worst("A", gradings)],

@@ -7,10 +7,16 @@ from pydantic import BaseModel, Field
 
 from qmroct import pictures
 from qmroct.measures.base import register
-from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers, sample_indices
+from qmroct.measures.common import (
+    Evaluation,
+    SuiteMeasure,
+    bscan_with_layers,
+    crop_to_retina,
+    sample_indices,
+)
 from qmroct.measures.context import ScanContext
 from qmroct.measures.verdicts import grade
-from qmroct.metrics.sharpness import edge_width_px, ilm_edge_profile
+from qmroct.metrics.sharpness import edge_width_px, ilm_edge_profile, refine_edge
 
 
 class SharpnessParams(BaseModel):
@@ -47,7 +53,12 @@ class Sharpness(SuiteMeasure):
         axial = ctx.scan.meta.spacing.axial_um
         half = max(4, int(round(params.half_window_um / axial)))
         idx = sample_indices(ctx.scan.bscans.shape[0], params.max_bscans)
-        profiles = [ilm_edge_profile(ctx.display[k], ctx.segmentation.ilm[k], half) for k in idx]
+        profiles = [
+            ilm_edge_profile(
+                ctx.display[k], refine_edge(ctx.display[k], ctx.segmentation.ilm[k]), half
+            )
+            for k in idx
+        ]
         widths = np.array([edge_width_px(p) for p in profiles]) * axial
         mean_profile = np.nanmean(np.array(profiles), axis=0)
         width = edge_width_px(mean_profile) * axial
@@ -75,7 +86,10 @@ class Sharpness(SuiteMeasure):
             title=f"intensity across the ILM (±{half} px), width {width:.1f} µm",
             vlines=[(half, pictures.GREEN, "ILM")],
         )
-        panels = [pictures.panel(rgb, f"B-scan {k}: ILM (green)"), prof_plot]
+        panels = [
+            pictures.panel(crop_to_retina(rgb, ctx, k), f"B-scan {k}: ILM (green)"),
+            prof_plot,
+        ]
         if len(idx) > 1:
             panels.append(
                 pictures.plot(

@@ -7,10 +7,16 @@ from pydantic import BaseModel, Field
 
 from qmroct import pictures
 from qmroct.measures.base import register
-from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers, sample_indices
+from qmroct.measures.common import (
+    Evaluation,
+    SuiteMeasure,
+    bscan_with_layers,
+    crop_to_retina,
+    sample_indices,
+)
 from qmroct.measures.context import ScanContext
-from qmroct.measures.verdicts import grade, worst
-from qmroct.metrics.contrast import cnr, snr_db
+from qmroct.measures.verdicts import grade, not_applicable, worst
+from qmroct.metrics.contrast import cnr, peak_snr_db, snr_db
 from qmroct.metrics.histogram import (
     MTCI_DEFAULT_CONSTANT,
     MTCI_DEVICE_CONSTANT,
@@ -25,10 +31,15 @@ DEVICE_FLOOR: dict[str, float] = {"spectralis_q": 15.0, "topcon_fast_q2": 45.0}
 
 
 class SignalParams(BaseModel):
-    snr_warn_db: float = Field(
-        12.0, ge=-20, le=60, description="SNR below this warns (phantom sweep, moderate low_signal)"
+    peak_snr_warn_db: float = Field(
+        20.0,
+        ge=-20,
+        le=80,
+        description="peak SNR below this warns (phantom: clean 25, moderate 15)",
     )
-    snr_fail_db: float = Field(6.0, ge=-20, le=60, description="SNR below this fails")
+    peak_snr_fail_db: float = Field(
+        14.0, ge=-20, le=80, description="peak SNR below this fails (phantom: severe loss 7)"
+    )
     max_bscans: int = Field(32, ge=1, le=1024, description="B-scans sampled for the histograms")
     c_dev: float | None = Field(
         None, gt=0, lt=1, description="mTCI device constant; None: from the device name"
@@ -45,8 +56,8 @@ def _device_constant(device: str | None) -> float:
 
 @register
 class Signal(SuiteMeasure):
-    """Signal strength. SNR (dB, vitreous noise) grades the letter; QI, mTCI and CNR are reported
-    with it, and the device's own value (Spectralis Q < 15 dB fails, OSCAR-IB) when the file has
+    """Signal strength. The peak SNR (P95 of the retina over the vitreous noise floor, dB, on
+    reflectivity) grades the letter; QI, mTCI, the variance SNR and CNR are reported with it, and the device's own value (Spectralis Q < 15 dB fails, OSCAR-IB) when the file has
     one. Low values mean a weak, noisy image: cataract, dry cornea, poor alignment."""
 
     name = "signal"
@@ -60,7 +71,13 @@ class Signal(SuiteMeasure):
         "mtci": ("", "higher is better", "maximum tissue contrast index, median (Huang 2012)"),
         "mtci_c_dev": ("", "", "device constant used for mTCI"),
         "snr_db": ("dB", "higher is better", "10 log10(mean retina^2 / var vitreous)"),
-        "snr_db_min": ("dB", "higher is better", "lowest B-scan SNR"),
+        "peak_snr_db": (
+            "dB",
+            "higher is better",
+            "P95 retina over median vitreous, linear estimate; grades S",
+        ),
+        "peak_snr_db_min": ("dB", "higher is better", "lowest B-scan peak SNR"),
+        "intensity_map": ("", "", "linear estimate used for the peak SNR"),
         "cnr": (
             "",
             "higher is better",
@@ -80,7 +97,9 @@ class Signal(SuiteMeasure):
         c_dev = params.c_dev or _device_constant(scan.meta.device)
         qis = np.array([quality_index(valid_values(ctx.display[k])) for k in idx])
         mtcis = np.array([mtci(valid_values(ctx.display[k]), c_dev=c_dev) for k in idx])
-        snrs = np.array([snr_db(ctx.display[k], ctx.retina[k], ctx.vitreous[k]) for k in idx])
+        linear, lin_name = ctx.linear_and_name
+        peaks = np.array([peak_snr_db(linear[k], ctx.retina[k], ctx.vitreous[k]) for k in idx])
+        peak = float(np.nanmedian(peaks)) if np.isfinite(peaks).any() else float("nan")
         snr = snr_db(ctx.display[idx], ctx.retina[idx], ctx.vitreous[idx])
         contrast = cnr(ctx.display[idx], ctx.retina[idx], ctx.vitreous[idx])
         dq = [q for q in (scan.meta.device_quality or []) if q is not None]
@@ -90,23 +109,31 @@ class Signal(SuiteMeasure):
             "mtci": float(np.nanmedian(mtcis)) if np.isfinite(mtcis).any() else None,
             "mtci_c_dev": c_dev,
             "snr_db": snr,
-            "snr_db_min": float(np.nanmin(snrs)) if np.isfinite(snrs).any() else None,
+            "peak_snr_db": peak,
+            "peak_snr_db_min": float(np.nanmin(peaks)) if np.isfinite(peaks).any() else None,
+            "intensity_map": lin_name,
             "cnr": contrast,
             "device_quality": float(np.mean(dq)) if dq else None,
             "device_quality_kind": scan.meta.device_quality_kind,
         }
-        gradings = [
-            grade(
-                "S",
-                "SNR",
-                snr,
-                warn=params.snr_warn_db,
-                fail=params.snr_fail_db,
-                higher_is_better=True,
-                unit=" dB",
-                source="phantom calibration",
-            )
-        ]
+        if lin_name.startswith("display"):
+            # Thresholds are calibrated on reflectivity; a vendor display map is not invertible.
+            gradings = [
+                not_applicable("S", f"peak SNR {peak:.1f} dB not graded: {lin_name} intensities")
+            ]
+        else:
+            gradings = [
+                grade(
+                    "S",
+                    "peak SNR",
+                    peak,
+                    warn=params.peak_snr_warn_db,
+                    fail=params.peak_snr_fail_db,
+                    higher_is_better=True,
+                    unit=" dB",
+                    source="phantom calibration",
+                )
+            ]
         floor = DEVICE_FLOOR.get(scan.meta.device_quality_kind or "")
         if dq and floor is not None:
             gradings.append(
@@ -121,7 +148,7 @@ class Signal(SuiteMeasure):
                 )
             )
         verdict = worst("S", gradings)
-        return Evaluation(values, [verdict], self._picture(ctx, idx, snrs, params))
+        return Evaluation(values, [verdict], self._picture(ctx, idx, peaks, params))
 
     def _picture(
         self, ctx: ScanContext, idx: np.ndarray, snrs: np.ndarray, params: SignalParams
@@ -143,17 +170,20 @@ class Signal(SuiteMeasure):
             ylim=(0, 1.05),
         )
         panels = [
-            pictures.panel(rgb, f"B-scan {k}: retina between ILM (green) and BM (yellow)"),
+            pictures.panel(
+                crop_to_retina(rgb, ctx, k),
+                f"B-scan {k}: retina between ILM (green) and BM (yellow)",
+            ),
             hplot,
         ]
         if len(idx) > 1:
             panels.append(
                 pictures.plot(
-                    [(snrs, pictures.GREEN, "SNR dB")],
-                    title="SNR per sampled B-scan",
+                    [(snrs, pictures.GREEN, "peak SNR dB")],
+                    title="peak SNR per sampled B-scan",
                     hlines=[
-                        (params.snr_warn_db, pictures.YELLOW, "warn"),
-                        (params.snr_fail_db, pictures.RED, "fail"),
+                        (params.peak_snr_warn_db, pictures.YELLOW, "warn"),
+                        (params.peak_snr_fail_db, pictures.RED, "fail"),
                     ],
                 )
             )

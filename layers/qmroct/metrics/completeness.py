@@ -1,4 +1,7 @@
-"""Completeness: is the whole retina inside the image, or is it cut at the top or bottom?"""
+"""Completeness: is the whole retina inside the image, or is it cut at the top or bottom?
+
+Citation: OSCAR-IB O, "cut-off or missing image parts" (Tewarie et al. 2012).
+"""
 
 from __future__ import annotations
 

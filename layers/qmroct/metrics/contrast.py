@@ -47,3 +47,25 @@ def cnr(img: np.ndarray, retina: np.ndarray, background: np.ndarray) -> float:
     if not np.isfinite(denom) or denom <= 0:
         return float("nan")
     return float(abs(mu_r - mu_b) / denom)
+
+
+def peak_snr_db(linear: np.ndarray, retina: np.ndarray, background: np.ndarray) -> float:
+    """Peak tissue signal over the noise floor, in dB ("device-style" definition).
+
+    On relative linear reflectivity: the 95th percentile of the retina over the median of the
+    vitreous, the way device indices such as Spectralis' Q relate the brightest tissue to the
+    noise floor (speckle and averaging affect it less than a variance-based SNR).
+
+    .. math:: \\mathrm{SNR_{peak}} = 10 \\log_{10} \\frac{P_{95}(I_{ret})}{\\operatorname{median}(I_{bg})}
+
+    Units: dB. Direction: higher is better.
+    """
+    r = linear[retina]
+    b = linear[background]
+    r, b = r[np.isfinite(r)], b[np.isfinite(b)]
+    if r.size < 10 or b.size < 10:
+        return float("nan")
+    floor = float(np.median(b))
+    if floor <= 0:
+        return float("nan")
+    return float(10.0 * np.log10(float(np.percentile(r, 95)) / floor))

@@ -1,7 +1,9 @@
 """Illumination: vignetting, shadowing and uneven signal across the scan (OSCAR-IB I), and the
 left/right ONL brightness balance that reveals an off-centre beam (OSCAR-IB B).
 
-All functions take ``s``, the mean retinal intensity of each A-scan (display scale).
+All functions take ``s``, the mean retinal reflectivity of each A-scan. Citation: the
+OSCAR-IB I criterion (Tewarie et al., PLoS One 2012); the indices follow the illumination
+checks of OCT quality maps (per-A-scan signal, edge/centre, sectors).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Blinks and eye motion in volumes (more than three B-scans along the slow axis)."""
+"""Blinks and eye motion in volumes (more than three B-scans along the slow axis).
+
+Citation: OSCAR-IB O, blinks and motion (Tewarie et al. 2012); Tukey fences (Tukey 1977).
+"""
 
 from __future__ import annotations
 

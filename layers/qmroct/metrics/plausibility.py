@@ -1,4 +1,8 @@
-"""Plausibility of a layer segmentation (OSCAR-IB A: the algorithm ran off its border)."""
+"""Plausibility of a layer segmentation (OSCAR-IB A: the algorithm ran off its border).
+
+Citation: OSCAR-IB A (Tewarie et al. 2012); automated detection of segmentation errors as in
+Jammal et al., Sci Rep 2019 (AUC 0.979 on 25,250 B-scans).
+"""
 
 from __future__ import annotations
 

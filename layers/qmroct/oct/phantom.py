@@ -654,12 +654,13 @@ def write_phantom(
             from qmroct.oct.writers.heyex_vol import write_vol
 
             p = out_dir / f"{stem}.vol"
-            p.write_bytes(write_vol(scan))
+            # Synthetic identifiers, so phantoms pass the gateway like a clinic's files do.
+            p.write_bytes(write_vol(scan, patient_id=f"PHANTOM{truth.seed}", visit_id=stem))
         elif fmt == "dcm":
             from qmroct.oct.writers.dicom_opt import write_opt
 
             p = out_dir / f"{stem}.dcm"
-            p.write_bytes(write_opt(scan))
+            p.write_bytes(write_opt(scan, patient_id=f"PHANTOM{truth.seed}"))
         else:
             raise ValueError(f"unknown phantom format {fmt!r} (vol, dcm)")
         paths.append(p)

@@ -36,7 +36,7 @@ def run_derive(args: Mapping[str, Any], *, max_bytes: int | None = None) -> dict
     produce = PRODUCERS.get(inv.measure)
     if produce is None:
         return DeriveActionResult(
-            **out, status=ResultStatus.FAILED, error=f"no producer for {inv.measure!r}"
+            **out, status=ResultStatus.FAILED, failure=f"no producer for {inv.measure!r}"
         ).model_dump(mode="json")
     if max_bytes is None:
         from qmroct.config import load_settings
@@ -48,7 +48,7 @@ def run_derive(args: Mapping[str, Any], *, max_bytes: int | None = None) -> dict
             inv.output_url, produce(data, inv.scan_name), content_type="application/octet-stream"
         )
     except QmroctError as exc:
-        return DeriveActionResult(**out, status=ResultStatus.FAILED, error=str(exc)).model_dump(
+        return DeriveActionResult(**out, status=ResultStatus.FAILED, failure=str(exc)).model_dump(
             mode="json"
         )
     return DeriveActionResult(

@@ -40,7 +40,7 @@ class DeriveActionResult(BaseModel):
     status: ResultStatus
     output_bucket: str = ""
     output_key: str = ""
-    error: str | None = None
+    failure: str | None = None  # never "error": OpenWhisk would fail the sequence on it
 
 
 class ActionOutcome(BaseModel):

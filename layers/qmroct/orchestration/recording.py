@@ -71,7 +71,7 @@ def _record_measure(
     ctx: ActionContext, res: MeasureActionResult, activation: str | None
 ) -> ActionOutcome:
     if res.status is ResultStatus.FAILED:
-        error = res.error or "the measure failed without saying why"
+        error = res.failure or "the measure failed without saying why"
         state = ctx.ledger.fail(res.job_key, res.lease_token, error, result=res)
         if state.value == "dead":
             _push_to_xnat(ctx, ctx.ledger.catalog.current_result(res.scan_hash, res.measure))
@@ -88,7 +88,7 @@ def _record_measure(
 
 def _record_derived(ctx: ActionContext, res: DeriveActionResult) -> ActionOutcome:
     if res.status is not ResultStatus.OK or not res.output_key:
-        error = res.error or f"{res.measure} was not produced"
+        error = res.failure or f"{res.measure} was not produced"
         state = ctx.ledger.fail(res.job_key, res.lease_token, error)
         return ActionOutcome(job_key=res.job_key, state=state.value, detail=error[:500])
     ctx.ledger.complete_derived(

@@ -92,14 +92,24 @@ def publish_scan(
     return report
 
 
-def run_callback(ledger: Any, store: ObjectStore, args: Mapping[str, Any]) -> CallbackOutcome:
+def run_callback(
+    ledger: Any,
+    store: ObjectStore,
+    args: Mapping[str, Any],
+    *,
+    client: XnatClient | None = None,
+) -> CallbackOutcome:
     """The xnat-callback action's work: publish, then settle the job in the ledger."""
     p = XnatCallbackParams.model_validate(dict(args))
-    client = XnatClient(p.xnat_url, p.xnat_alias, p.xnat_secret)
+    client = client or XnatClient(p.xnat_url, p.xnat_alias, p.xnat_secret)
     try:
         with client:
             report = publish_scan(
-                ledger, store, client, p.scan_hash, project=p.xnat_project,
+                ledger,
+                store,
+                client,
+                p.scan_hash,
+                project=p.xnat_project,
                 results_bucket=p.results_bucket,
             )
     except XnatUnavailable as exc:

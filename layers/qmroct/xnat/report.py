@@ -17,7 +17,7 @@ def scan_report(scan_label: str, scan_hash: str, results: list[StoredResult]) ->
             "<tr>"
             f"<td>{escape(r.measure)}</td><td>{escape(r.version)}</td><td>{state}</td>"
             f"<td>{escape(r.status.value)}</td><td>{values}</td><td>{escape(verdicts)}</td>"
-            f"<td>{escape(r.error or '')}</td>"
+            f"<td>{escape(r.failure or '')}</td>"
             + (
                 f'<td><img src="{escape(r.measure)}.png" alt="{escape(r.measure)}" width="320"></td>'
                 if r.current and r.picture_stored

@@ -160,7 +160,9 @@ class XnatSync:
             if have and have.get("digest") == md5_hex(data):
                 report.files_unchanged += 1
                 continue
-            c.put_file(p.project, p.subject, p.session, RESULTS_RESOURCE, name, data, content_type=ctype)
+            c.put_file(
+                p.project, p.subject, p.session, RESULTS_RESOURCE, name, data, content_type=ctype
+            )
             report.files_written.append(f"{RESULTS_RESOURCE}/{name}")
 
         archived = [r for r in results if not r.current]

@@ -32,8 +32,12 @@ PATTERN_CODES = {
 _TICKS_EPOCH = datetime(1601, 1, 1)
 
 
-def write_vol(scan: Scan) -> bytes:
-    """Encode ``scan`` as a .vol file; linear float32 pixels are kept bit for bit."""
+def write_vol(scan: Scan, *, patient_id: str = "", visit_id: str = "") -> bytes:
+    """Encode ``scan`` as a .vol file; linear float32 pixels are kept bit for bit.
+
+    ``patient_id`` and ``visit_id`` fill the header's identification fields (the gateway
+    pseudonymises them); phantoms use synthetic ones.
+    """
     meta = scan.meta
     n, h, w = scan.shape
     fundus = scan.fundus
@@ -65,6 +69,8 @@ def write_vol(scan: Scan) -> bytes:
     fh["scan_pattern"] = PATTERN_CODES.get(meta.pattern, 0)
     fh["bscan_hdr_size"] = hdr_size
     fh["id"] = b"qmroct"
+    fh["patient_id"] = patient_id.encode("ascii")[:23]
+    fh["visit_id"] = visit_id.encode("ascii")[:23]
 
     record = np.dtype([("hdr", BSCAN_HEADER), ("rest", f"V{hdr_size - BSCAN_FIELDS_BYTES}"),
                        ("pixels", "<f4", (h, w))])  # fmt: skip

@@ -1,0 +1,188 @@
+"""run_action against a small local HTTP server: GET the scan, PUT the picture and the DICOM."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pydicom
+import pytest
+from qmroct.measures.action import run_action
+from qmroct.oct.phantom import make_phantom, write_phantom
+from qmroct.oct.segmentation import segment
+from qmroct.results import MeasureActionResult
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.types: dict[str, str] = {}
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[tuple[str, _Store]]:
+    store = _Store()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            key = self.path.split("?", 1)[0]
+            data = store.objects.get(key)
+            if data is None:
+                self.send_response(404)
+                self.end_headers()
+                self.wfile.write(b"NoSuchKey")
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_PUT(self) -> None:  # noqa: N802
+            key = self.path.split("?", 1)[0]
+            n = int(self.headers.get("Content-Length") or 0)
+            store.objects[key] = self.rfile.read(n)
+            store.types[key] = self.headers.get("Content-Type", "")
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", store
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def phantom_vol(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
+    scan, truth, _ = make_phantom("volume", seed=3, defects={"blink": 0.5})
+    path = write_phantom(scan, truth, tmp_path_factory.mktemp("ph"), formats=("vol",))[0]
+    data = path.read_bytes()
+    from qmroct.oct.readers import read_scan
+
+    return data, segment(read_scan(data, name="phantom.vol")).to_bytes()
+
+
+def _args(base: str, measure: str, **extra: object) -> dict:
+    args = {
+        "job_key": "job-1",
+        "lease_token": "lease-1",
+        "scan_hash": "sha256:abc",
+        "scan_url": f"{base}/oct-ingest/p/s/e/scan.vol?X-Amz-Signature=secret",
+        "scan_name": "scan.vol",
+        "picture_url": f"{base}/oct-results/pic.png?X-Amz-Signature=secret",
+        "measure": measure,
+        "version": "1.0.0",
+    }
+    args.update(extra)
+    return args
+
+
+def test_run_action_ok_stores_picture_and_reports_resources(server, phantom_vol):
+    base, store = server
+    store.objects["/oct-ingest/p/s/e/scan.vol"] = phantom_vol[0]
+    store.objects["/derived/seg.npz"] = phantom_vol[1]
+    args = _args(
+        base,
+        "blink_motion",
+        inputs={"segmentation": f"{base}/derived/seg.npz?sig=1"},
+        params={"tukey_k": 2.0},
+    )
+    result = run_action(args, "blink_motion")
+    parsed = MeasureActionResult.model_validate(result)
+    assert parsed.status == "ok", parsed.failure
+    assert parsed.values["blink_count"] >= 1  # the injected blink
+    assert parsed.verdicts[0].verdict == "fail"
+    assert parsed.picture_stored and not parsed.dicom_stored
+    assert store.objects["/oct-results/pic.png"][:4] == b"\x89PNG"
+    assert store.types["/oct-results/pic.png"] == "image/png"
+    assert parsed.params["tukey_k"] == 2.0 and parsed.params["min_bscans"] == 5
+    src = Path(__import__("qmroct.measures.blink_motion", fromlist=["x"]).__file__).read_bytes()
+    assert parsed.code_digest == hashlib.sha256(src).hexdigest()
+    assert parsed.ended_at >= parsed.started_at
+    assert parsed.cpu_s > 0 and parsed.max_rss_mb > 0
+
+
+def test_run_action_uploads_secondary_capture(server, phantom_vol):
+    base, store = server
+    store.objects["/oct-ingest/p/s/e/scan.vol"] = phantom_vol[0]
+    args = _args(base, "signal", dicom_url=f"{base}/oct-results/pic.dcm?sig=2")
+    result = MeasureActionResult.model_validate(run_action(args, "signal"))
+    assert result.status == "ok", result.failure
+    assert result.dicom_stored
+    assert store.types["/oct-results/pic.dcm"] == "application/dicom"
+    import io
+
+    ds = pydicom.dcmread(io.BytesIO(store.objects["/oct-results/pic.dcm"]))
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
+    assert ds.Rows > 100 and ds.SamplesPerPixel == 3
+
+
+def test_run_action_not_applicable_for_a_line_scan(server, tmp_path):
+    base, store = server
+    scan, truth, _ = make_phantom("line", seed=0)
+    store.objects["/oct-ingest/p/s/e/scan.vol"] = write_phantom(
+        scan, truth, tmp_path, formats=("vol",)
+    )[0].read_bytes()
+    result = MeasureActionResult.model_validate(
+        run_action(_args(base, "blink_motion"), "blink_motion")
+    )
+    assert result.status == "not_applicable"
+    assert "volume" in result.verdicts[0].reason
+    assert not result.picture_stored
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("empty", "UnsupportedFormat"),
+        ("garbage", "UnsupportedFormat"),
+        ("truncated", "CorruptScan"),
+    ],
+)
+def test_run_action_bad_scan_is_failed_not_raised(server, phantom_vol, kind, expected):
+    base, store = server
+    payload = {
+        "empty": b"",
+        "garbage": b"garbage that is no OCT file at all" * 10,
+        "truncated": phantom_vol[0][:5000],
+    }[kind]
+    store.objects["/oct-ingest/p/s/e/scan.vol"] = payload
+    result = MeasureActionResult.model_validate(run_action(_args(base, "signal"), "signal"))
+    assert result.status == "failed"
+    assert result.failure and result.failure.startswith(expected)
+    assert "secret" not in result.failure  # the presigned signature never leaks
+    assert not result.picture_stored
+
+
+def test_run_action_missing_object_and_bad_params_fail(server):
+    base, _ = server
+    result = MeasureActionResult.model_validate(run_action(_args(base, "signal"), "signal"))
+    assert result.status == "failed" and "404" in (result.failure or "")
+    bad = run_action(_args(base, "signal", params={"max_bscans": -1}), "signal")
+    assert bad["status"] == "failed" and "max_bscans" in bad["failure"]
+
+
+def test_run_action_version_mismatch_and_invalid_invocation(server):
+    base, _ = server
+    res = run_action(_args(base, "signal", version="0.9.0"), "signal")
+    assert res["status"] == "failed" and "0.9.0" in res["failure"]
+    assert "error" in run_action({"measure": "signal"}, "signal")
+
+
+def test_action_files_are_thin(repo_root):
+    for name in (
+        "signal", "sharpness", "completeness", "blink_motion", "centration",
+        "segmentation", "illumination", "beam_placement", "pathology_flag",
+    ):  # fmt: skip
+        text = (repo_root / "functions" / "measures" / name / "__main__.py").read_text()
+        assert f'run_action(args, "{name}")' in text
+        assert len(text.splitlines()) <= 20

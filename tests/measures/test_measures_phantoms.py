@@ -1,0 +1,164 @@
+"""Each measure against phantoms with injected defects: the reduced sweep, verdicts and
+not-applicable cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qmroct.measures.base import get_measure, registry
+from qmroct.measures.runner import run_suite
+from qmroct.measures.suite import SUITE_ORDER, oscar_ib_summary
+from qmroct.measures.validation import PROBES, auc, is_monotonic, sweep
+from qmroct.oct.model import IntensityScale, Scan, ScanMeta, ScanPattern, Spacing
+from qmroct.oct.phantom import make_phantom
+from qmroct.oct.segmentation import segment
+from qmroct.results import Verdict
+
+# Lateral motion in the small phantom moves tissue by 200 um between B-scans 400 um apart,
+# which leaves no trace the neighbouring-B-scan similarity can see (see the report).
+WEAK_PROBES = {("blink_motion", "lateral_motion")}
+
+
+@pytest.fixture(scope="module")
+def reduced_sweep():
+    return sweep(severities=(0.0, 0.5, 1.0), seeds=3, cross_talk=False, workers=2)
+
+
+def test_suite_registers_every_measure_of_the_table():
+    assert set(SUITE_ORDER) <= set(registry())
+    for name in SUITE_ORDER:
+        m = get_measure(name)
+        assert m.version.count(".") == 2
+        assert m.criteria
+        m.Params()  # defaults validate
+
+
+@pytest.mark.parametrize(
+    "probe",
+    [p for p in PROBES if (p.measure, p.defect) not in WEAK_PROBES],
+    ids=lambda p: f"{p.measure}-{p.defect}",
+)
+def test_reduced_sweep_auc_and_monotonic(reduced_sweep, probe):
+    mv = reduced_sweep[probe.measure]
+    row = next(r for r in mv.probes if r["defect"] == probe.defect)
+    assert row["auc"] >= 0.95, row
+    assert row["monotonic"], row
+
+
+@pytest.mark.xfail(strict=True, reason="lateral motion is not visible in the small phantom")
+def test_reduced_sweep_lateral_motion(reduced_sweep):
+    row = next(r for r in reduced_sweep["blink_motion"].probes if r["defect"] == "lateral_motion")
+    assert row["auc"] >= 0.95
+
+
+def test_auc_and_monotonic_helpers():
+    assert auc([0, 1, 2], [3, 4, 5]) == 1.0
+    assert auc([0, 1], [0, 1]) == 0.5
+    assert auc([3, 4], [0, 1]) == 0.0
+    assert is_monotonic([0, 1, 1, 2])
+    assert is_monotonic([0, 1, 0.99, 2])  # a dip of 0.5% of the span is seed noise
+    assert not is_monotonic([0, 2, 1])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "letters"),
+    [
+        ("volume", "OSCARIB"),
+        ("ring", "OSCARIB"),
+        # The line phantom runs into the optic disc, where the shared segmentation's BM and ONL
+        # jump (A flags it, and B's ONL balance follows the ONL band): A and B are not asserted.
+        ("line", "OSCRI"),
+    ],
+)
+def test_clean_phantom_passes(pattern, letters):
+    scan, _, _ = make_phantom(pattern, seed=5)
+    run = run_suite(scan)
+    for c in letters:
+        assert run.summary.letters[c].verdict in (Verdict.PASS, Verdict.NOT_APPLICABLE), (
+            run.summary.letters[c]
+        )
+    if letters == "OSCARIB":
+        assert run.summary.passed
+    for out in run.outputs:
+        applicable = any(v.verdict is not Verdict.NOT_APPLICABLE for v in out.verdicts)
+        assert (out.picture_png is not None) == applicable
+        assert out.picture_png is None or out.picture_png[:4] == b"\x89PNG"
+        assert out.values["scale_used"] == "pow025"
+
+
+@pytest.mark.parametrize(
+    ("defect", "measure", "letter"),
+    [
+        ("low_signal", "signal", "S"),
+        ("blur", "sharpness", "O"),
+        ("cutoff_top", "completeness", "O"),
+        ("blink", "blink_motion", "O"),
+        ("axial_motion", "blink_motion", "O"),
+        ("decentration", "centration", "C"),
+        ("layer_artefact", "segmentation", "A"),
+        ("vignetting", "illumination", "I"),
+        ("tilt", "beam_placement", "B"),
+    ],
+)
+def test_severe_defect_is_flagged_by_its_measure(defect, measure, letter):
+    scan, _, _ = make_phantom("volume", defects={defect: 1.0}, seed=2)
+    out = get_measure(measure).compute(scan, get_measure(measure).Params(), None)
+    v = next(v for v in out.verdicts if v.criterion == letter)
+    assert v.verdict in (Verdict.WARN, Verdict.FAIL), v
+    assert v.reason
+
+
+def test_ring_offset_is_flagged_on_the_slo():
+    scan, truth, _ = make_phantom("ring", defects={"ring_offset": 1.0}, seed=1)
+    m = get_measure("centration")
+    out = m.compute(scan, m.Params(), None)
+    assert out.values["ring_offset_ratio"] == pytest.approx(truth.ring_offset_ratio, abs=0.08)
+    assert out.verdicts[0].verdict is Verdict.FAIL
+
+
+def test_shared_segmentation_is_used_when_given():
+    scan, _, _ = make_phantom("line", seed=0)
+    seg = segment(scan)
+    seg.ilm[:] = np.nan  # a segmentation that found nothing: the measure must use this one
+    m = get_measure("sharpness")
+    out = m.compute(scan, m.Params(), {"segmentation": seg.to_bytes()})
+    assert out.verdicts[0].verdict is Verdict.FAIL
+    assert "no detectable retina" in out.verdicts[0].reason
+
+
+def test_not_applicable_cases():
+    line, _, _ = make_phantom("line", seed=0)
+    out = get_measure("blink_motion").compute(line, get_measure("blink_motion").Params(), None)
+    assert [v.verdict for v in out.verdicts] == [Verdict.NOT_APPLICABLE]
+    assert "volume" in out.verdicts[0].reason
+    ring, _, _ = make_phantom("ring", seed=0)
+    ring.fundus = None
+    out = get_measure("centration").compute(ring, get_measure("centration").Params(), None)
+    assert out.verdicts[0].verdict is Verdict.NOT_APPLICABLE
+    assert "SLO" in out.verdicts[0].reason
+    summary = oscar_ib_summary([out])
+    assert summary.letters["C"].verdict is Verdict.NOT_APPLICABLE
+    assert summary.passed
+
+
+def test_no_retina_fails_with_that_reason():
+    rng = np.random.default_rng(0)
+    noise = rng.exponential(1.0, (1, 200, 300)).astype(np.float32)
+    meta = ScanMeta(
+        source="noise", format="phantom", pattern=ScanPattern.LINE, scale=IntensityScale.LINEAR,
+        spacing=Spacing(lateral_um=10, axial_um=4), n_bscans=1, height=200, width=300,
+    )  # fmt: skip
+    run = run_suite(Scan(meta=meta, bscans=noise))
+    assert not run.summary.passed
+    for out in run.outputs:
+        if out.measure == "blink_motion":
+            continue
+        assert all(v.verdict is Verdict.FAIL for v in out.verdicts), out.measure
+        assert "no detectable retina" in out.verdicts[0].reason
+
+
+def test_params_are_validated():
+    m = get_measure("signal")
+    with pytest.raises(ValueError):
+        m.parse_params({"max_bscans": 0})
+    assert m.parse_params({"c_dev": 0.4}).c_dev == 0.4

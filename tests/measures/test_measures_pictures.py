@@ -1,0 +1,69 @@
+"""Picture helpers: PNG round trip, overlays where they belong, summary folding."""
+
+from __future__ import annotations
+
+import numpy as np
+from qmroct import pictures
+from qmroct.measures.suite import oscar_ib_summary
+from qmroct.measures.verdicts import grade, worst
+from qmroct.results import CriterionVerdict, MeasureOutput, Verdict
+
+
+def test_png_round_trip_and_nan_shown_black():
+    img = np.linspace(0, 1, 200, dtype=np.float32).reshape(10, 20)
+    img[0, 0] = np.nan
+    rgb = pictures.gray_rgb(img)
+    assert rgb.shape == (10, 20, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0].tolist() == [0, 0, 0]
+    back = pictures.from_png(pictures.to_png(rgb))
+    assert np.array_equal(back, rgb)
+
+
+def test_draw_rows_marks_the_boundary_row():
+    rgb = np.zeros((50, 40, 3), np.uint8)
+    out = pictures.draw_rows(rgb, np.full(40, 20.0), pictures.GREEN)
+    assert (out[20, 5:35] == pictures.GREEN).all()
+    assert (out[10] == 0).all()
+
+
+def test_background_enhanced_lifts_faint_noise():
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0.0, 0.05, (40, 40)).astype(np.float32)
+    img[20:] = 1.0
+    normal = pictures.gray_rgb(img)
+    enhanced = pictures.background_enhanced(img)
+    assert enhanced[:20].astype(int).sum() > 3 * normal[:20].astype(int).sum()
+
+
+def test_stack_pads_and_shrinks_to_a_common_width():
+    a = np.zeros((30, 320, 3), np.uint8)
+    b = np.zeros((30, 1000, 3), np.uint8)
+    out = pictures.stack([a, b], width=640, title="t")
+    assert out.shape[1] == 640
+
+
+def test_grade_directions_and_worst():
+    assert grade("S", "x", 5, warn=4, fail=2, higher_is_better=True).verdict is Verdict.PASS
+    assert grade("S", "x", 3, warn=4, fail=2, higher_is_better=True).verdict is Verdict.WARN
+    assert grade("S", "x", 1, warn=4, fail=2, higher_is_better=True).verdict is Verdict.FAIL
+    assert grade("O", "x", 0.5, warn=1, fail=2, higher_is_better=False).verdict is Verdict.PASS
+    assert (
+        grade("O", "x", float("nan"), warn=1, fail=2, higher_is_better=False).verdict
+        is Verdict.FAIL
+    )
+    w = worst("O", [grade("O", "a", 0, warn=1, fail=2, higher_is_better=False),
+                    grade("O", "b", 3, warn=1, fail=2, higher_is_better=False)])  # fmt: skip
+    assert w.verdict is Verdict.FAIL and "b = 3" in w.reason
+
+
+def test_summary_fails_when_any_letter_fails():
+    def out(name: str, letter: str, verdict: Verdict) -> MeasureOutput:
+        v = CriterionVerdict(criterion=letter, verdict=verdict, reason="r")
+        return MeasureOutput(measure=name, version="1.0.0", verdicts=[v])
+
+    ok = oscar_ib_summary([out("a", "O", Verdict.PASS), out("b", "S", Verdict.WARN)])
+    assert ok.passed and ok.warned_letters == ["S"]
+    assert ok.letters["C"].verdict is Verdict.NOT_APPLICABLE
+    bad = oscar_ib_summary([out("a", "O", Verdict.PASS), out("c", "O", Verdict.FAIL)])
+    assert not bad.passed and bad.failed_letters == ["O"]
+    assert bad.letters["O"].reason.startswith("c: ")

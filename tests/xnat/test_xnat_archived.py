@@ -1,0 +1,73 @@
+"""An archived XNAT session staged into the ingest bucket, and the image-stored trigger fired."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from qmroct.events import parse_body
+from qmroct.gateway.pseudonyms import PseudonymStore
+from qmroct.gateway.state import GatewayState
+from qmroct.gateway.upload import Uploader
+from qmroct.xnat.archived import fire_image_stored, stage_session
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # noqa: ANN201
+    from qmroct.localstore.server import LocalStoreServer
+    from qmroct.localstore.store import LocalFolderStore
+    from qmroct.objectstore import open_store
+
+    secret = secrets.token_hex(16)
+    with LocalStoreServer(LocalFolderStore(tmp_path / "store"), secret=secret) as server:
+        client = open_store("local", server.endpoint, server.access_key, secret)
+        client.ensure_bucket("oct-ingest")
+        yield client
+
+
+def test_stage_archived_session_and_fire(store, samples_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    root = tmp_path / "input"
+    (root / "SCANS" / "1" / "OCT").mkdir(parents=True)
+    (root / "SCANS" / "2" / "SNAPSHOTS").mkdir(parents=True)
+    shutil.copy(samples_dir / "heidelberg_vol/Willis_B_716_0.vol", root / "SCANS/1/OCT/raw.vol")
+    (root / "SCANS/1/OCT/scan_catalog.xml").write_text("<cat:Catalog/>")
+    (root / "SCANS/2/SNAPSHOTS/thumb.gif").write_bytes(b"GIF89a" + b"\0" * 200)
+    up = Uploader(
+        store,
+        PseudonymStore(tmp_path / "gw/p.sqlite3"),
+        GatewayState(tmp_path / "gw/s.sqlite3"),
+        project="GLAUCOMA",
+        compress="none",
+    )
+    (out,) = stage_session(root, subject="XNAT_S0001", session="OCT_2024_01", uploader=up)
+    assert out.status == "uploaded" and out.key == "GLAUCOMA/XNAT_S0001/OCT_2024_01/1.vol"
+    assert b"01234" not in store.get("oct-ingest", out.key)[:2048]  # de-identified as well
+
+    bodies: list[bytes] = []
+
+    class Trigger(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trigger)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = (
+            f"http://127.0.0.1:{server.server_address[1]}/api/v1/namespaces/_/triggers/image-stored"
+        )
+        fire_image_stored(url, ("uuid", "key"), "oct-ingest", out, store=store)
+    finally:
+        server.shutdown()
+    (obj,) = parse_body(bodies[0]).objects()
+    assert (obj.bucket, obj.key, obj.event_name) == ("oct-ingest", out.key, "s3:ObjectCreated:Put")
+    assert obj.size == out.stored_size
