@@ -27,11 +27,12 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 from qmroct.errors import QmroctError
-from qmroct.results import MeasureActionResult, StoredResult
+from qmroct.results import MeasureActionResult, ResultStatus, StoredResult
 from qmroct.storage.catalog import Catalog, result_from_row
 from qmroct.storage.db import Database, Row, connect
 from qmroct.storage.records import (
@@ -629,7 +630,8 @@ class Ledger:
         """Dead-letter waiting jobs whose required product can no longer be derived."""
         with self.db.transaction():
             rows = self.db.query(
-                "SELECT j.job_key, n.product, d.last_error FROM jobs j"
+                "SELECT j.job_key, j.kind, j.scan_hash, j.measure, j.version, j.params,"
+                " n.product, d.last_error FROM jobs j"
                 " JOIN job_needs n ON n.job_key = j.job_key"
                 " JOIN jobs d ON d.kind = 'derive' AND d.measure = n.product"
                 "   AND d.scan_hash = j.scan_hash AND d.state = 'dead'"
@@ -637,15 +639,27 @@ class Ledger:
             )
             now = self.clock()
             for r in rows:
+                error = f"required product {r['product']} could not be derived: {r['last_error']}"
                 self.db.execute(
                     "UPDATE jobs SET state = 'dead', last_error = :e, updated_at = :now"
                     " WHERE job_key = :k AND state IN ('queued', 'failed')",
-                    {
-                        "e": f"required product {r['product']} could not be derived: {r['last_error']}",
-                        "now": now,
-                        "k": r["job_key"],
-                    },
+                    {"e": error, "now": now, "k": r["job_key"]},
                 )
+                if r["kind"] == JobKind.MEASURE.value:
+                    # The scan must show this measure as failed, and why, like any other failure.
+                    when = datetime.fromtimestamp(now, UTC)
+                    failed = MeasureActionResult(
+                        job_key=r["job_key"],
+                        lease_token="",
+                        scan_hash=r["scan_hash"],
+                        measure=r["measure"],
+                        version=r["version"],
+                        status=ResultStatus.FAILED,
+                        failure=error,
+                        started_at=when,
+                        ended_at=when,
+                    )
+                    self._store_result(failed, "", None, now)
             return len({r["job_key"] for r in rows})
 
     def leased(self, kinds: Sequence[JobKind] = CAPPED_KINDS) -> list[Job]:

@@ -165,7 +165,7 @@ def _bench(as_json: bool) -> None:
     click.echo(
         f"  {'suite total':16} {total:7.3f}  (target < 2 s: {'met' if total < 2 else 'MISSED'})"
     )
-    click.echo(f"  {'segmentation':16} {seg_s:7.3f}  (derived product, computed once per scan)")
+    click.echo(f"  {'segment() input':16} {seg_s:7.3f}  (derived product, computed once per scan)")
 
 
 def register(cli: click.Group, groups: dict[str, click.Group]) -> None:

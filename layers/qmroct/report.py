@@ -109,7 +109,7 @@ def render_html(
         )
         parts += [
             f"<h2 id='{e(out.measure)}'>{e(out.measure)} <small>version {e(out.version)}"
-            f"{' · code ' + digest[:12] if digest else ''}</small></h2>",
+            f"{' · code ' + digest.removeprefix('sha256:')[:12] if digest else ''}</small></h2>",
             f"<p>{e((type(m).__doc__ or '').strip())}</p>",
             f"<table><tr><th>letter</th><th>verdict</th><th>reason</th></tr>{verdicts}</table>",
             "<table><tr><th>value</th><th></th><th>unit</th><th>direction</th><th>meaning</th></tr>"

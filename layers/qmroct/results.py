@@ -66,8 +66,11 @@ class MeasureInvocation(BaseModel):
         default_factory=dict, description="derived products: name -> presigned GET URL"
     )
     measure: str
-    version: str
+    version: str = Field(description="the published version: the code plus its parameters")
     params: dict[str, Any] = Field(default_factory=dict)
+    code_digest: str = Field(
+        "", description="digest of the published code; the action refuses to run other code"
+    )
 
 
 class MeasureActionResult(BaseModel):

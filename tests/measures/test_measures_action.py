@@ -106,7 +106,7 @@ def test_run_action_ok_stores_picture_and_reports_resources(server, phantom_vol)
     assert store.types["/oct-results/pic.png"] == "image/png"
     assert parsed.params["tukey_k"] == 2.0 and parsed.params["min_bscans"] == 5
     src = Path(__import__("qmroct.measures.blink_motion", fromlist=["x"]).__file__).read_bytes()
-    assert parsed.code_digest == hashlib.sha256(src).hexdigest()
+    assert parsed.code_digest == "sha256:" + hashlib.sha256(src).hexdigest()
     assert parsed.ended_at >= parsed.started_at
     assert parsed.cpu_s > 0 and parsed.max_rss_mb > 0
 
@@ -171,11 +171,34 @@ def test_run_action_missing_object_and_bad_params_fail(server):
     assert bad["status"] == "failed" and "max_bscans" in bad["failure"]
 
 
-def test_run_action_version_mismatch_and_invalid_invocation(server):
+def test_run_action_refuses_code_other_than_the_published(server):
     base, _ = server
-    res = run_action(_args(base, "signal", version="0.9.0"), "signal")
-    assert res["status"] == "failed" and "0.9.0" in res["failure"]
+    res = run_action(
+        _args(base, "signal", version="1.2.0", code_digest="sha256:" + "0" * 64), "signal"
+    )
+    assert (
+        res["status"] == "failed"
+        and "1.2.0" in res["failure"]
+        and "wsk action update" in res["failure"]
+    )
+    res = run_action(_args(base, "signal"), "sharpness")
+    assert res["status"] == "failed" and "this action runs sharpness" in res["failure"]
+    # An invocation that names no job cannot be recorded: an application error for OpenWhisk.
     assert "error" in run_action({"measure": "signal"}, "signal")
+
+
+def test_run_action_labels_a_parameter_only_version_with_the_published_version(server, phantom_vol):
+    from qmroct.measures.action import code_digest
+    from qmroct.measures.base import get_measure
+
+    base, store = server
+    store.objects["/oct-ingest/p/s/e/scan.vol"] = phantom_vol[0]
+    digest = code_digest(get_measure("signal"))
+    res = run_action(
+        _args(base, "signal", version="1.3.0", code_digest=digest, params={"max_bscans": 8}),
+        "signal",
+    )
+    assert res["status"] == "ok" and res["version"] == "1.3.0" and res["params"]["max_bscans"] == 8
 
 
 def test_action_files_are_thin(repo_root):

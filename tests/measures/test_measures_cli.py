@@ -33,7 +33,8 @@ def test_measure_run_on_every_real_sample(samples_dir: Path, rel: str):
     doc = json.loads(res.output)
     assert set(doc["measures"]) == set(measure_names())
     for name, out in doc["measures"].items():
-        assert out["version"] and len(out["code_digest"]) == 64
+        assert out["version"] and out["code_digest"].startswith("sha256:")
+        assert len(out["code_digest"]) == len("sha256:") + 64
         assert out["verdicts"], name
         for v in out["verdicts"]:
             assert v["verdict"] in {x.value for x in Verdict}

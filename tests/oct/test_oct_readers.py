@@ -281,3 +281,16 @@ def test_truncated_gzip_is_corrupt():
 
     with pytest.raises(CorruptScan, match="gzip"):
         read_scan(gzip.compress(b"HSF-OCT-103" + b"\0" * 5000)[:-20], name="cut.vol")
+
+
+def test_gzip_with_several_members_reads_whole():
+    import gzip
+
+    from qmroct.oct.phantom import make_phantom
+    from qmroct.oct.writers.heyex_vol import write_vol
+
+    raw = write_vol(make_phantom("line", seed=4)[0])
+    half = len(raw) // 2
+    # What a streaming compressor writes: one gzip member per block, concatenated.
+    packed = gzip.compress(raw[:half]) + gzip.compress(raw[half:])
+    assert read_scan(packed, name="m.vol").bscans.shape == read_scan(raw, name="m.vol").bscans.shape

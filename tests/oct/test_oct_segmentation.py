@@ -69,3 +69,34 @@ def test_bytes_round_trip() -> None:
     back = Segmentation.from_bytes(seg.to_bytes())
     for name in ("ilm", "rnfl", "onl_top", "onl_bottom", "bm", "confidence"):
         assert np.array_equal(getattr(back, name), getattr(seg, name), equal_nan=True)
+
+
+def _jump_fraction(rows: np.ndarray, axial_um: float, limit_um: float) -> float:
+    steps = np.abs(np.diff(rows, axis=1)) * axial_um
+    ok = np.isfinite(steps)
+    return float((steps[ok] > limit_um).mean())
+
+
+@pytest.mark.parametrize("pattern", ["volume", "line", "ring"])
+@pytest.mark.parametrize("seed", [0, 5])
+def test_boundaries_are_smooth_on_clean_phantoms(pattern: str, seed: int) -> None:
+    # Vessel shadows, the fovea and (line) the disc must not make the boundaries jump.
+    scan, _, _ = make_phantom(pattern, seed=seed)
+    seg = segment(scan)
+    um = scan.meta.spacing.axial_um
+    assert _jump_fraction(seg.bm, um, 100.0) < 0.01
+    for name in ("onl_top", "onl_bottom"):
+        assert _jump_fraction(getattr(seg, name), um, 50.0) < 0.01, name
+    assert _jump_fraction(seg.rnfl, um, 50.0) < 0.03
+
+
+@pytest.mark.parametrize("name", ["Willis_B_716_0.vol", "Willis_B_716_2.vol"])
+def test_bm_is_smooth_on_the_real_spectralis_lines(samples_dir, name: str) -> None:
+    from qmroct.oct.readers import read_scan
+
+    scan = read_scan(samples_dir / "heidelberg_vol" / name, name=name)
+    seg = segment(scan)
+    um = scan.meta.spacing.axial_um
+    assert np.isfinite(seg.bm).mean() > 0.95
+    assert _jump_fraction(seg.bm, um, 100.0) < 0.01
+    assert _jump_fraction(seg.onl_bottom, um, 50.0) < 0.02

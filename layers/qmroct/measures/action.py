@@ -35,9 +35,13 @@ DICOM = "application/dicom"
 
 
 def code_digest(measure: Measure) -> str:
-    """sha256 of the source file of the measure's module: what ran, byte for byte."""
+    """``sha256:<hex>`` of the source file of the measure's module: what ran, byte for byte.
+
+    The publication descriptor records the same digest, so a result shows whether the code
+    that computed it is the code that was published.
+    """
     module = sys.modules[type(measure).__module__]
-    return hashlib.sha256(Path(module.__file__ or "").read_bytes()).hexdigest()
+    return "sha256:" + hashlib.sha256(Path(module.__file__ or "").read_bytes()).hexdigest()
 
 
 def _max_rss_mb() -> float:
@@ -86,15 +90,20 @@ def run_action(args: dict[str, Any], measure_name: str) -> dict[str, Any]:
         "lease_token": inv.lease_token,
         "scan_hash": inv.scan_hash,
         "measure": measure.name,
-        "version": measure.version,
+        "version": inv.version,
         "params": inv.params,
         "code_digest": code_digest(measure),
     }
     try:
-        if inv.measure != measure.name or inv.version != measure.version:
+        # A published version is code plus parameters: a new version may change only the
+        # parameters, so the guard is on the code itself, not on the version label.
+        if inv.measure != measure.name:
+            raise QmroctError(f"job asks for {inv.measure}, this action runs {measure.name}")
+        if inv.code_digest and inv.code_digest != result["code_digest"]:
             raise QmroctError(
-                f"job asks for {inv.measure} {inv.version}, this action runs "
-                f"{measure.name} {measure.version}"
+                f"job asks for {inv.measure} {inv.version} with code {inv.code_digest[:19]}, "
+                f"this action runs code {result['code_digest'][:19]}: deploy the published "
+                "code (wsk action update) before publishing"
             )
         params = measure.parse_params(inv.params)
         result["params"] = params.model_dump(mode="json")

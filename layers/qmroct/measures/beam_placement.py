@@ -13,6 +13,9 @@ from qmroct.measures.common import (
     bscan_with_layers,
     column_mean,
     crop_to_retina,
+    mark_disc,
+    outside_disc,
+    with_disc_note,
 )
 from qmroct.measures.context import ScanContext
 from qmroct.measures.verdicts import grade, worst
@@ -37,7 +40,13 @@ class BeamPlacement(SuiteMeasure):
     """Beam placement: the tilt of Bruch's membrane in degrees (line fitted outside the central
     20%, physical pixel sizes; thickness error exceeds 5% at 13 to 18 degrees, Uji et al. 2017)
     and the left/right brightness ratio of the outer nuclear layer (an off-centre beam darkens
-    one side; 1 is balanced). Ring scans have no left/right, so only tilt applies there."""
+    one side; 1 is balanced). Ring scans have no left/right, so only tilt applies there.
+
+    Two parts of the B-scan are left out: the central 20% (the foveal pit, whose BM and ONL
+    bend) and the optic disc, which has neither BM nor ONL (a line through the disc would
+    otherwise fit its line to the cup and weigh the nerve fibres as ONL). The disc is found on
+    the SLO or from the device's segmentation (see :mod:`qmroct.metrics.disc`);
+    ``disc_excluded_fraction`` reports its share and the verdict reason names the exclusion."""
 
     name = "beam_placement"
     version = "1.0.0"
@@ -48,26 +57,40 @@ class BeamPlacement(SuiteMeasure):
         "tilt_deg": ("degrees", "closer to 0 is better", "median BM tilt, signed"),
         "tilt_abs_max_deg": ("degrees", "lower is better", "largest |tilt| of a B-scan"),
         "onl_lr_ratio": ("", "higher is better", "darker over brighter ONL half"),
+        "disc_excluded_fraction": (
+            "fraction",
+            "",
+            "A-scans in the optic disc, left out of tilt and ONL balance",
+        ),
     }
 
     def evaluate(self, ctx: ScanContext, params: BeamPlacementParams) -> Evaluation:  # type: ignore[override]
         sp = ctx.scan.meta.spacing
         s = ctx.usable_segmentation
+        bm = outside_disc(ctx, s.bm)
         tilts = np.array(
             [
                 tilt_deg(r, sp.lateral_um, sp.axial_um, exclude_centre=params.exclude_centre)
-                for r in s.bm
+                for r in bm
             ]
         )
         ok = np.isfinite(tilts)
         tilt = float(np.median(tilts[ok])) if ok.any() else float("nan")
         tilt_max = float(np.max(np.abs(tilts[ok]))) if ok.any() else float("nan")
         ring = ctx.scan.meta.pattern is ScanPattern.RING
-        onl = ascan_signal(ctx.linear_and_name[0], band_mask(ctx.height, s.onl_top, s.onl_bottom))
+        onl = outside_disc(
+            ctx,
+            ascan_signal(ctx.linear_and_name[0], band_mask(ctx.height, s.onl_top, s.onl_bottom)),
+        )
         ratio = (
             float("nan") if ring else left_right_ratio(onl, exclude_centre=params.exclude_centre)
         )
-        values = {"tilt_deg": tilt, "tilt_abs_max_deg": tilt_max, "onl_lr_ratio": ratio}
+        values = {
+            "tilt_deg": tilt,
+            "tilt_abs_max_deg": tilt_max,
+            "onl_lr_ratio": ratio,
+            "disc_excluded_fraction": ctx.disc.fraction,
+        }
         gradings = [
             grade(
                 "B",
@@ -95,14 +118,15 @@ class BeamPlacement(SuiteMeasure):
         rgb = bscan_with_layers(ctx, k, ("onl_top", "onl_bottom", "bm"))
         w = rgb.shape[1]
         j = np.arange(w)
-        keep = np.isfinite(s.bm[k]) & (np.abs(j - (w - 1) / 2) > params.exclude_centre * w / 2)
+        keep = np.isfinite(bm[k]) & (np.abs(j - (w - 1) / 2) > params.exclude_centre * w / 2)
         lines = []
         if keep.sum() > 10:
-            a, b = np.polyfit(j[keep], s.bm[k][keep], 1)
+            a, b = np.polyfit(j[keep], bm[k][keep], 1)
             lines.append((0, b, w - 1, a * (w - 1) + b, pictures.RED))
         rgb = pictures.annotate(
             rgb, lines=lines, text=[(4, 4, f"tilt {tilts[k]:.1f}°", pictures.RED)]
         )
+        rgb = mark_disc(rgb, ctx, k)
         panels = [
             pictures.panel(
                 crop_to_retina(rgb, ctx, k),
@@ -118,6 +142,6 @@ class BeamPlacement(SuiteMeasure):
             )
         return Evaluation(
             values,
-            [worst("B", gradings)],
+            [with_disc_note(worst("B", gradings), ctx)],
             pictures.stack(panels, title="beam placement (OSCAR-IB B)"),
         )

@@ -149,3 +149,38 @@ def crop_to_retina(rgb: np.ndarray, ctx: ScanContext, k: int, pad_px: int = 40) 
     r0 = max(0, int(np.nanmin(top)) - pad_px)
     r1 = min(h, int(np.nanmax(bottom)) + 2 * pad_px)
     return rgb[r0:r1] if r1 - r0 > 20 else rgb
+
+
+def outside_disc(ctx: ScanContext, layer: np.ndarray) -> np.ndarray:
+    """A copy of a boundary (n, w) with the optic-disc A-scans set to NaN (see ``ctx.disc``)."""
+    if not ctx.disc.any:
+        return layer
+    return np.where(ctx.disc.mask, np.nan, layer)
+
+
+def with_disc_note(verdict: CriterionVerdict, ctx: ScanContext) -> CriterionVerdict:
+    """The verdict with the optic-disc exclusion named in its reason (unchanged without one)."""
+    note = ctx.disc.note()
+    if not note:
+        return verdict
+    return verdict.model_copy(update={"reason": f"{verdict.reason}; {note}"})
+
+
+def mark_disc(rgb: np.ndarray, ctx: ScanContext, k: int) -> np.ndarray:
+    """B-scan ``k`` with its optic-disc A-scans boxed in grey and labelled."""
+    cols = np.flatnonzero(ctx.disc.mask[k]) if ctx.disc.any else np.array([], dtype=int)
+    if cols.size == 0:
+        return rgb
+    breaks = np.flatnonzero(np.diff(cols) > 1)
+    starts = np.concatenate([[cols[0]], cols[breaks + 1]])
+    ends = np.concatenate([cols[breaks], [cols[-1]]])
+    h = rgb.shape[0]
+    s = ctx.segmentation
+    # Inside the rows crop_to_retina keeps, so the box survives the crop.
+    top = max(1.0, float(np.nanmin(s.ilm[k])) - 35) if np.isfinite(s.ilm[k]).any() else 1.0
+    bottom = min(h - 2.0, float(np.nanmax(s.bm[k])) + 70) if np.isfinite(s.bm[k]).any() else h - 2
+    return pictures.annotate(
+        rgb,
+        boxes=[(a, top, b, bottom, pictures.GREY) for a, b in zip(starts, ends, strict=True)],
+        text=[(a + 3, top + 3, "disc: not graded", pictures.GREY) for a in starts],
+    )

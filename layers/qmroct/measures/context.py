@@ -13,6 +13,7 @@ from functools import cached_property
 import numpy as np
 
 from qmroct.metrics.contrast import cnr
+from qmroct.metrics.disc import DiscRegion, disc_region
 from qmroct.metrics.intensity import DISPLAY_MAP, to_display, to_linear
 from qmroct.metrics.regions import retina_mask, vitreous_mask
 from qmroct.oct.model import Scan
@@ -134,6 +135,12 @@ class ScanContext:
             bm=masked(s.bm),
             confidence=s.confidence,
         )
+
+    @cached_property
+    def disc(self) -> DiscRegion:
+        """The optic-disc A-scans (from the SLO or the device's segmentation), which the
+        boundary checks leave out: no RPE, BM or ONL to find there."""
+        return disc_region(self.scan)
 
     @cached_property
     def centre_index(self) -> int:

@@ -7,7 +7,15 @@ from pydantic import BaseModel, Field
 
 from qmroct import pictures
 from qmroct.measures.base import register
-from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers, crop_to_retina
+from qmroct.measures.common import (
+    Evaluation,
+    SuiteMeasure,
+    bscan_with_layers,
+    crop_to_retina,
+    mark_disc,
+    outside_disc,
+    with_disc_note,
+)
 from qmroct.measures.context import ScanContext
 from qmroct.measures.verdicts import grade, worst
 from qmroct.metrics.plausibility import (
@@ -35,9 +43,9 @@ class SegmentationParams(BaseModel):
     jump_warn: float = Field(0.01, ge=0, le=1, description="ILM jump fraction that warns")
     jump_fail: float = Field(0.03, ge=0, le=1, description="ILM jump fraction that fails")
     bm_jump_warn: float = Field(
-        0.05, ge=0, le=1, description="BM jump fraction that warns (vessel shadows, disc)"
+        0.02, ge=0, le=1, description="BM jump fraction that warns (clean scans stay below 1%)"
     )
-    bm_jump_fail: float = Field(0.15, ge=0, le=1, description="BM jump fraction that fails")
+    bm_jump_fail: float = Field(0.06, ge=0, le=1, description="BM jump fraction that fails")
     edge_warn: float = Field(0.35, ge=-1, le=1, description="ILM edge P5 / median that warns")
     edge_fail: float = Field(0.15, ge=-1, le=1, description="ILM edge P5 / median that fails")
     gap_level: float = Field(0.15, ge=0, le=1, description="sub-ILM level that counts as a gap")
@@ -52,8 +60,15 @@ class SegmentationParams(BaseModel):
 class SegmentationPlausibility(SuiteMeasure):
     """Plausibility of the ILM, RNFL, ONL and BM boundaries: gaps, out-of-order boundaries,
     jumps between neighbouring A-scans, the weakest 5% of the ILM edge (a boundary off its border
-    sits on no edge), a dark vitreous gap just under the ILM (the ILM latched onto a membrane) and, when the file carries the device's own segmentation, the mean distance
-    to it. Thresholds from the phantom sweep (layer_artefact) and Jammal et al. 2019 practice."""
+    sits on no edge), a dark vitreous gap just under the ILM (the ILM latched onto a membrane)
+    and, when the file carries the device's own segmentation, the mean distance to it.
+    Thresholds from the phantom sweep (layer_artefact) and Jammal et al. 2019 practice.
+
+    The optic disc is left out of every check: it has no RPE, BM or ONL to segment, so a gap,
+    a jump or a disagreement there is anatomy, not a failed algorithm. Its A-scans are found
+    on the SLO (the disc found there and each A-scan's fundus position) or from the device's
+    segmentation (ILM without BM over at least 300 µm); ``disc_excluded_fraction`` reports
+    their share and the verdict reason names the exclusion (see :mod:`qmroct.metrics.disc`)."""
 
     name = "segmentation"
     version = "1.0.0"
@@ -80,35 +95,43 @@ class SegmentationPlausibility(SuiteMeasure):
             "mean distance to the device's ILM/BM (worse of the two)",
         ),
         "confidence_mean": ("", "higher is better", "mean segmentation confidence"),
+        "disc_excluded_fraction": (
+            "fraction",
+            "",
+            "A-scans in the optic disc, left out of every check",
+        ),
     }
 
     def evaluate(self, ctx: ScanContext, params: SegmentationParams) -> Evaluation:  # type: ignore[override]
         s = ctx.segmentation
         axial = ctx.scan.meta.spacing.axial_um
+        keep = ~ctx.disc.mask
+        # Outside the disc only: there is nothing to segment below the ILM inside it.
+        ilm, bm = outside_disc(ctx, s.ilm), outside_disc(ctx, s.bm)
         layers = [getattr(s, name) for name in LAYERS]
-        gaps = gap_fraction(s.ilm, s.bm)
-        order = order_violation_fraction(layers)
-        jumps = jump_fraction(s.ilm, params.max_jump_um / axial)
-        bm_jumps = jump_fraction(s.bm, params.bm_max_jump_um / axial)
-        strength = edge_strength(ctx.display, s.ilm)
+        gaps = gap_fraction(s.ilm, s.bm, keep=keep)
+        order = order_violation_fraction(layers, keep=keep)
+        jumps = jump_fraction(ilm, params.max_jump_um / axial)
+        bm_jumps = jump_fraction(bm, params.bm_max_jump_um / axial)
+        strength = edge_strength(ctx.display, ilm)
         ref = float(np.nanmedian(strength)) if np.isfinite(strength).any() else float("nan")
         edge = edge_strength_p05(strength, ref)
         device = ctx.scan.segmentation or {}
         dis = [
-            disagreement_px(getattr(s, ours), device[theirs]) * axial
-            for ours, theirs in (("ilm", "ILM"), ("bm", "BM"))
-            if theirs in device and device[theirs].shape == getattr(s, ours).shape
+            disagreement_px(mine, device[theirs]) * axial
+            for mine, theirs in ((ilm, "ILM"), (bm, "BM"))
+            if theirs in device and device[theirs].shape == mine.shape
         ]
         dis_um = float(np.nanmax(dis)) if dis and np.isfinite(dis).any() else None
         apart = None
         if "ILM" in device and device["ILM"].shape == s.ilm.shape:
-            both = np.isfinite(s.ilm) & np.isfinite(device["ILM"])
+            both = np.isfinite(ilm) & np.isfinite(device["ILM"])
             if both.any():
-                diff = np.abs(s.ilm[both] - device["ILM"][both]) * axial
+                diff = np.abs(ilm[both] - device["ILM"][both]) * axial
                 apart = float(np.mean(diff > params.device_far_um))
         gap_map = subilm_gap(
             ctx.display,
-            s.ilm,
+            ilm,
             start_px=max(2, int(round(8.0 / axial))),
             depth_px=max(3, int(round(40.0 / axial))),
         )
@@ -126,6 +149,7 @@ class SegmentationPlausibility(SuiteMeasure):
             "device_disagreement_um": dis_um,
             "device_apart_fraction": apart,
             "confidence_mean": float(np.nanmean(s.confidence)),
+            "disc_excluded_fraction": ctx.disc.fraction,
         }
         gradings = [
             grade(
@@ -195,7 +219,7 @@ class SegmentationPlausibility(SuiteMeasure):
             (np.isfinite(strength[k]) & (strength[k] < params.edge_fail * ref))
             | (np.isfinite(gap_map[k]) & (gap_map[k] < params.gap_level))
         )
-        gap_cols = np.flatnonzero(~np.isfinite(s.ilm[k]) | ~np.isfinite(s.bm[k]))
+        gap_cols = np.flatnonzero((~np.isfinite(s.ilm[k]) | ~np.isfinite(s.bm[k])) & keep[k])
         top_row = float(np.nanmax(s.bm[k])) + 10 if np.isfinite(s.bm[k]).any() else 0.0
         rgb = pictures.annotate(
             rgb,
@@ -203,6 +227,7 @@ class SegmentationPlausibility(SuiteMeasure):
             lines=[(j, s.ilm[k, j] - 14, j, s.ilm[k, j] - 5, pictures.RED) for j in weak]
             + [(j, top_row, j, top_row + 8, pictures.ORANGE) for j in gap_cols],
         )
+        rgb = mark_disc(rgb, ctx, k)
         panels = [
             pictures.panel(
                 crop_to_retina(rgb, ctx, k),
@@ -222,6 +247,6 @@ class SegmentationPlausibility(SuiteMeasure):
             )
         return Evaluation(
             values,
-            [worst("A", gradings)],
+            [with_disc_note(worst("A", gradings), ctx)],
             pictures.stack(panels, title="segmentation (OSCAR-IB A)"),
         )

@@ -57,7 +57,7 @@ PROBES: tuple[Probe, ...] = (
     Probe("completeness", "cutoff_bottom", "cut_bottom_fraction", +1),
     Probe("blink_motion", "blink", "blink_count", +1),
     Probe("blink_motion", "axial_motion", "axial_motion_um", +1),
-    Probe("blink_motion", "lateral_motion", "lateral_ncc_drop", +1),
+    Probe("blink_motion", "lateral_motion", "lateral_motion_um", +1),
     Probe("centration", "decentration", "fovea_offset_um", +1),
     Probe("centration", "ring_offset", "ring_offset_ratio", +1, "ring"),
     Probe("segmentation", "layer_artefact", "subilm_gap_fraction", +1),

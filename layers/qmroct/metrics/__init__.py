@@ -16,7 +16,8 @@ Catalogue (direction in brackets):
   [lower is better].
 - ``motion.blink_bscans``: dark B-scans outside the Tukey fences [fewer is better];
   ``motion.axial_motion_px``: ILM jumps between B-scans [lower is better];
-  ``motion.adjacent_ncc`` / ``lateral_ncc_drop``: lateral shifts [drop: lower is better].
+  ``motion.lateral_shifts`` / ``lateral_motion_px``: en-face rows registered against the
+  fundus along each B-scan line, largest displacement [lower is better].
 - ``centration.fovea_position`` / ``fovea_offset_um``: fovea from the scan centre, AURA-like
   [lower is better]; ``centration.find_disc`` / ``ring_offset_ratio``: ring on the disc
   [lower is better].
@@ -26,6 +27,8 @@ Catalogue (direction in brackets):
   fraction, B-scan gain CV [see each]; ``left_right_ratio``: ONL balance [higher is better].
 - ``plausibility.*``: segmentation gaps, order violations, jumps, edge strength P5, disagreement
   with the device's segmentation [see each].
+- ``disc.disc_region``: the optic-disc A-scans (from the SLO or the device's segmentation),
+  which plausibility and tilt/ONL balance leave out [a share, no direction].
 
 Intensity metrics run on a display scale (:mod:`qmroct.metrics.intensity`); NaN (no data) and
 zero padding are excluded before any histogram index, and the scale used is recorded.

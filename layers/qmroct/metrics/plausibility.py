@@ -9,30 +9,40 @@ from __future__ import annotations
 import numpy as np
 
 
-def gap_fraction(*layers: np.ndarray) -> float:
+def _mean_over(flags: np.ndarray, keep: np.ndarray | None) -> float:
+    """Mean of a bool map over the A-scans in ``keep`` (all when None; NaN when none kept)."""
+    if keep is None:
+        return float(flags.mean())
+    return float(flags[keep].mean()) if keep.any() else float("nan")
+
+
+def gap_fraction(*layers: np.ndarray, keep: np.ndarray | None = None) -> float:
     """Fraction of A-scans in which any of the given boundaries is missing (NaN).
 
-    Units: fraction. Direction: lower is better.
+    ``keep`` (bool, the layers' shape) restricts the count to those A-scans, e.g. outside the
+    optic disc, where no BM exists to be missed. Units: fraction. Direction: lower is better.
     """
     missing = np.zeros(layers[0].shape, dtype=bool)
     for layer in layers:
         missing |= ~np.isfinite(layer)
-    return float(missing.mean())
+    return _mean_over(missing, keep)
 
 
-def order_violation_fraction(layers: list[np.ndarray], tolerance_px: float = 0.0) -> float:
+def order_violation_fraction(
+    layers: list[np.ndarray], tolerance_px: float = 0.0, *, keep: np.ndarray | None = None
+) -> float:
     """Fraction of A-scans where boundaries are out of anatomical order (top to bottom).
 
     .. math:: f = \\frac{1}{N}\\#\\{j : \\exists i,\\ L_{i+1,j} < L_{i,j} - \\tau\\}
 
-    Only pairs where both boundaries exist are compared. Units: fraction. Direction: lower is
-    better.
+    Only pairs where both boundaries exist are compared; ``keep`` restricts the count as in
+    :func:`gap_fraction`. Units: fraction. Direction: lower is better.
     """
     bad = np.zeros(layers[0].shape, dtype=bool)
     for upper, lower in zip(layers[:-1], layers[1:], strict=True):
         both = np.isfinite(upper) & np.isfinite(lower)
         bad |= both & (lower < upper - tolerance_px)
-    return float(bad.mean())
+    return _mean_over(bad, keep)
 
 
 def jump_fraction(layer: np.ndarray, max_jump_px: float) -> float:

@@ -34,7 +34,10 @@ def download(url: str, *, max_bytes: int, session: requests.Session | None = Non
                     _redact(url), f"{declared} bytes is over the limit of {max_bytes}"
                 )
             buf = bytearray()
-            for chunk in resp.iter_content(CHUNK):
+            # Raw bytes, not decoded: a gzip Content-Encoding stays gzip, and the OCT readers
+            # inflate it under the scan size limit (a transfer library's decoder has no limit
+            # we control, and some cut the stream short).
+            while chunk := resp.raw.read(CHUNK, decode_content=False):
                 buf += chunk
                 if len(buf) > max_bytes:
                     raise ScanTooLarge(_redact(url), f"more than {max_bytes} bytes")

@@ -88,7 +88,10 @@ DEFECT_DOCS: dict[str, str] = {
 QUANTUM = 2.0**-16
 MAX_VALUE = 65534 * QUANTUM
 NOISE_FLOOR = 2.0e-3  # mean linear intensity of the vitreous (noise only)
-SPECKLE_LOOKS = 4.0  # gamma shape: speckle after averaging about four independent frames
+SPECKLE_LOOKS = 4.0
+FAZ_RADIUS_UM = 250.0  # foveal avascular zone: no vessel comes closer to the foveal centre
+BRANCH_END_UM = 2800.0  # perifoveal branches leave the arcades about this far from the fovea
+BRANCH_SHADOW = 0.45  # peak attenuation under a branch (the major vessels take 0.7)  # gamma shape: speckle after averaging about four independent frames
 
 # Band name, reflectivity (linear), thickness in um away from the fovea; inner bands thin at the
 # fovea (pit), ONL and photoreceptors thicken. Order is depth order.
@@ -342,6 +345,8 @@ class _Builder:
             ahead = (x - self.disc_um[0]) * math.cos(a) + (y - self.disc_um[1]) * math.sin(a) > 0
             core = np.exp(-0.5 * (d / (wd / 2)) ** 2) * ahead
             atten *= (1 - 0.7 * core).astype(np.float32)
+        for a, wd in self._branches():
+            atten *= (1 - BRANCH_SHADOW * self._branch_core(x, y, a, wd)).astype(np.float32)
         self.vessel_mask = atten < 0.6
         rows = np.arange(g.h)[None, :, None]
         ilm, rnfl_bottom = bounds[0][:, None, :], bounds[1][:, None, :]
@@ -351,6 +356,35 @@ class _Builder:
         image[:] = np.where(vessel_band & (atten[:, None, :] < 0.8), image * 1.3, image)
         self.vessel_atten = atten
         return image
+
+    def _branches(self) -> list[tuple[float, float]]:
+        """Perifoveal branches of the vascular arcades: (angle, width um) of each.
+
+        Smaller vessels reach the macula from the superior and inferior arcades and converge on
+        the fovea, ending at the foveal avascular zone; none cross the horizontal raphe. They
+        give the en-face image the vessel texture that a lateral saccade breaks between
+        neighbouring B-scans. They are drawn from their own stream, so the rest of the phantom
+        keeps its random numbers.
+        """
+        if not hasattr(self, "branch_list"):
+            rng = np.random.default_rng([self.truth.seed, 7])
+            per_side = 7
+            base = np.linspace(math.radians(35), math.radians(145), per_side)
+            angles = np.concatenate([base, base + math.pi])
+            angles = angles + rng.uniform(-0.08, 0.08, angles.size)
+            widths = rng.uniform(35.0, 60.0, angles.size)
+            self.branch_list = [(float(a), float(w)) for a, w in zip(angles, widths, strict=True)]
+        return self.branch_list
+
+    def _branch_core(self, x: np.ndarray, y: np.ndarray, a: float, wd: float) -> np.ndarray:
+        """Profile (0..1) of one perifoveal branch at fundus points (um)."""
+        dx, dy = x - self.fovea_um[0], y - self.fovea_um[1]
+        d = np.abs(dx * math.sin(a) - dy * math.cos(a))
+        along = dx * math.cos(a) + dy * math.sin(a)
+        span = np.clip((along - FAZ_RADIUS_UM) / 60.0, 0, 1) * np.clip(
+            (BRANCH_END_UM - along) / 200.0, 0, 1
+        )
+        return np.exp(-0.5 * (d / (wd / 2)) ** 2) * span
 
     def _gain_map(self, shape: tuple[int, int, int]) -> np.ndarray:
         """Signal gain per pixel from low signal, blink, vignetting and shadowing."""
@@ -584,6 +618,8 @@ class _Builder:
             d = np.abs((xu - self.disc_um[0]) * math.sin(a) - (yu - self.disc_um[1]) * math.cos(a))
             ahead = (xu - self.disc_um[0]) * math.cos(a) + (yu - self.disc_um[1]) * math.sin(a)
             img -= 45 * np.exp(-0.5 * (d / 45.0) ** 2) * (ahead > self.disc_d_um / 2)
+        for a, wd in self._branches():
+            img -= 25 * self._branch_core(xu, yu, a, wd)
         img += self.rng.normal(0, 3, img.shape)
         return np.clip(np.round(img), 0, 255).astype(np.float32)
 

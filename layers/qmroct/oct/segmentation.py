@@ -37,7 +37,8 @@ from qmroct.oct.model import IntensityScale, Scan
 BOUNDARIES: tuple[str, ...] = ("ilm", "rnfl", "onl_top", "onl_bottom", "bm")
 RNFL_LATERAL = 11  # A-scans averaged for the RNFL/GCL edge
 CONFIDENT_STEP = 6.0  # step heights of this many noise SDs and more give confidence 1
-_LOG_EPS = 2.44e-4  # the offset of eyepy's display map: keeps log(0) finite
+_LOG_EPS = 2.44e-4
+GUIDE_COLUMNS = 31  # A-scans of the running median that guides the boundary search  # the offset of eyepy's display map: keeps log(0) finite
 
 
 @dataclass
@@ -143,6 +144,35 @@ def _at(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.take_along_axis(values, r[:, None, :], 1)[:, 0]
 
 
+def _guided(
+    edge: np.ndarray,
+    start: np.ndarray,
+    band: int,
+    lo: np.ndarray | None = None,
+    hi: np.ndarray | None = None,
+) -> np.ndarray:
+    """Re-find a boundary near a robust guide: outlier rejection by running medians.
+
+    The guide is the running median of ``start`` (n, w) over ``GUIDE_COLUMNS`` A-scans, which
+    drops isolated jumps (a vessel shadow, a stronger neighbouring edge, the disc) and follows
+    the laterally smooth layer. The boundary is then the strongest ``edge`` within +-``band``
+    rows of the guide; this repeats once with the new rows, so that a run of outliers shorter
+    than half the window cannot pull the guide. ``lo``/``hi`` keep the anatomical window of
+    the first search (rows [lo, hi)), so the band never reaches a neighbouring boundary. Where the edge has vanished (under a shadow)
+    the search stays in the band, so the boundary is bridged at its neighbours' level
+    (robust smoothing with outlier rejection, after Tukey's running medians).
+    """
+    rows = start
+    for _ in range(2):
+        guide = ndimage.median_filter(rows, size=(1, GUIDE_COLUMNS), mode="nearest")
+        a, b = guide - band, guide + band + 1
+        if lo is not None and hi is not None:
+            a, b = np.maximum(a, lo), np.minimum(b, hi)
+            a = np.minimum(a, b - 1)
+        rows = _windowed_argmax(edge, a, b)
+    return rows
+
+
 def segment(scan: Scan) -> Segmentation:
     """Segment every B-scan of ``scan``; see the module docstring for the method."""
     n, h, w = scan.shape
@@ -171,7 +201,15 @@ def segment(scan: Scan) -> Segmentation:
     max_ret = int(round(600.0 / um))
     lo = np.minimum(ilm_i + min_ret, h - 1)
     rpe_i = _windowed_argmax(x, lo, np.minimum(ilm_i + max_ret, h))
+    # The RPE anchors every outer search: take it near its running median first.
+    rpe_i = _guided(x, rpe_i, max(2, int(round(20.0 / um))))
     bm_i = _windowed_argmax(-grad, rpe_i, np.minimum(rpe_i + int(round(45.0 / um)) + 2, h))
+
+    def smooth(edge: np.ndarray, lo: np.ndarray, hi: np.ndarray, band_um: float) -> np.ndarray:
+        start = _windowed_argmax(edge, lo, hi)
+        return _guided(edge, start, max(2, int(round(band_um / um))), lo, hi)
+
+    bm_i = _guided(-grad, bm_i, max(2, int(round(40.0 / um))))
     bm = _refine(-grad, bm_i) + 0.5
 
     # EZ: the first strong rise above the RPE; the ONL bottom (ELM) is the rise above that.
@@ -179,10 +217,10 @@ def segment(scan: Scan) -> Segmentation:
     ez_i = _windowed_argmax(grad, ez_lo, np.maximum(rpe_i - int(round(20.0 / um)), ez_lo + 1))
     onlb_lo = np.maximum(ez_i - int(round(60.0 / um)), ilm_i + 1)
     onlb_hi = np.maximum(ez_i - max(1, int(round(10.0 / um))), onlb_lo + 1)
-    onlb_i = _windowed_argmax(grad, onlb_lo, onlb_hi)
+    onlb_i = smooth(grad, onlb_lo, onlb_hi, 20.0)
     onl_bottom = _refine(grad, onlb_i) + 0.5
     onlt_hi = np.maximum(onlb_i - int(round(20.0 / um)), ilm_i + 2)
-    onlt_i = _windowed_argmax(-grad, ilm_i + 1, onlt_hi)
+    onlt_i = smooth(-grad, ilm_i + 1, onlt_hi, 20.0)
     onl_top = _refine(-grad, onlt_i) + 0.5
 
     # The window stops short of the OPL/ONL fall, which at the fovea would pose as the RNFL.
@@ -190,7 +228,7 @@ def segment(scan: Scan) -> Segmentation:
     # The RNFL/GCL fall is barely larger than the GCL/INL fall below it; the layers are
     # laterally smooth, so average the gradient over more A-scans before choosing.
     fall = -ndimage.uniform_filter1d(grad, size=RNFL_LATERAL, axis=2, mode="nearest")
-    rnfl_i = _windowed_argmax(fall, ilm_i + 1, np.maximum(rnfl_hi, ilm_i + 2))
+    rnfl_i = smooth(fall, ilm_i + 1, np.maximum(rnfl_hi, ilm_i + 2), 20.0)
     rnfl = _refine(fall, rnfl_i) + 0.5
     rnfl_edge = _at(fall, rnfl_i)
     # No RNFL (the fovea): a weak fall right under the ILM is noise, not a boundary.

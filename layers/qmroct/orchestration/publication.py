@@ -8,8 +8,6 @@ the version's waiting jobs and keeps every result.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 import logging
 from collections.abc import Mapping
@@ -76,17 +74,16 @@ def describe_measure(name: str) -> dict[str, Any]:
     The digest is the SHA-256 of the measure's module source, so a code change shows in every
     result's ``code_digest``. Unknown names give an empty description.
     """
+    from qmroct.measures.action import code_digest
     from qmroct.measures.base import registry
 
     cls = registry().get(name)
     if cls is None:
         return {}
-    module = inspect.getmodule(cls)
-    source = inspect.getsource(module) if module else inspect.getsource(cls)
     return {
         "requires": list(cls.requires),
         "params_schema": cls.Params.model_json_schema(),
-        "code_digest": "sha256:" + hashlib.sha256(source.encode()).hexdigest(),
+        "code_digest": code_digest(cls()),
     }
 
 

@@ -94,6 +94,8 @@ def invocation_params(ctx: ActionContext, claim: Claim) -> dict[str, Any]:
             output_key=out_key,
         )
     else:
+        published = ctx.ledger.catalog.measure(job.measure, job.version)
+        common["code_digest"] = published.code_digest if published else ""
         pic = result_key(job.scan_hash, job.measure, job.version, "picture.png")
         dcm = result_key(job.scan_hash, job.measure, job.version, "picture.dcm")
         inv = MeasureInvocation(

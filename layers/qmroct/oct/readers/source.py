@@ -50,28 +50,32 @@ def gunzip_bounded(name: str, data: bytes, max_bytes: int) -> bytes:
     """Undo the gateway's gzip transfer compression without ever holding more than the limit.
 
     A gzip member can claim almost any ratio, so decompress in steps and stop at the limit
-    instead of trusting the trailer's size field (zip bombs).
+    instead of trusting the trailer's size field (zip bombs). Concatenated members (what a
+    streaming compressor writes) are read one after the other, as ``gzip`` does.
     """
     import zlib
 
-    d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     out = bytearray()
-    view = memoryview(data)
+    pending = memoryview(data)
     step = 1 << 20
     try:
-        for i in range(0, len(view), step):
-            out += d.decompress(view[i : i + step], max_bytes + 1 - len(out))
-            if len(out) > max_bytes or d.unconsumed_tail:
-                raise ScanTooLarge(
-                    name, f"gzip payload decompresses past the limit of {max_bytes} bytes"
-                )
-        out += d.flush()
+        while pending:
+            d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            while pending and not d.eof:
+                chunk, pending = pending[:step], pending[step:]
+                out += d.decompress(chunk, max_bytes + 1 - len(out))
+                if len(out) > max_bytes or d.unconsumed_tail:
+                    raise ScanTooLarge(
+                        name, f"gzip payload decompresses past the limit of {max_bytes} bytes"
+                    )
+            if not d.eof:
+                raise CorruptScan(name, "truncated gzip compression")
+            # Whatever followed the end of this member is the next member (or padding).
+            pending = memoryview(d.unused_data + bytes(pending))
+            if not any(pending[:512]):
+                break
     except zlib.error as exc:
         raise CorruptScan(name, f"broken gzip compression: {exc}") from None
-    if not d.eof:
-        raise CorruptScan(name, "truncated gzip compression")
-    if len(out) > max_bytes:
-        raise ScanTooLarge(name, f"gzip payload decompresses past the limit of {max_bytes} bytes")
     return bytes(out)
 
 
