@@ -93,6 +93,11 @@ class Catalog:
         self.db = db
 
     # ---- scans ----
+    def object_keys(self, bucket: str) -> set[str]:
+        """The object keys of ``bucket`` the catalog holds a scan for (the resync sweep)."""
+        rows = self.db.query("SELECT object_key FROM scans WHERE bucket = :b", {"b": bucket})
+        return {r["object_key"] for r in rows}
+
     def add_scan(self, scan: ScanRecord) -> bool:
         """Record a scan; return False when its content hash is already known (first copy wins)."""
         n = self.db.execute(

@@ -25,16 +25,14 @@ def _pseudonyms(settings: Settings):  # noqa: ANN202 - PseudonymStore
 def _uploader(settings: Settings, project: str | None, compress: str | None, progress=None):  # noqa: ANN001, ANN202
     from qmroct.gateway.state import GatewayState
     from qmroct.gateway.upload import Uploader
-    from qmroct.objectstore import open_store
+    from qmroct.objectstore import store_from_settings
 
     project = project or settings.xnat_project
     if not project:
         raise click.UsageError("no project: pass --project or set QMROCT_XNAT_PROJECT")
-    if settings.store == "minio" and not settings.s3_endpoint:
-        raise click.UsageError("QMROCT_S3_ENDPOINT is not set for the minio store")
-    store = open_store(
-        settings.store, settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key
-    )
+    if settings.store == "minio" and not settings.store_endpoint:
+        raise click.UsageError("QMROCT_STORE_ENDPOINT is not set for the minio store")
+    store = store_from_settings(settings)
     # The local store serves bytes as stored (no Content-Encoding), so it gets them raw.
     default = "auto" if settings.store == "minio" else "none"
     return Uploader(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 
 import click
-
 from qmroct import __version__
 
 # Modules that add commands; each defines register(cli, groups).

@@ -10,11 +10,9 @@ from qmroct.config import Settings, load_settings
 
 
 def _store(settings: Settings) -> Any:
-    from qmroct.objectstore import open_store
+    from qmroct.objectstore import store_from_settings
 
-    return open_store(
-        settings.store, settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key
-    )
+    return store_from_settings(settings)
 
 
 def _ledger(settings: Settings) -> Any:

@@ -25,18 +25,18 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
     def serve(root: Path | None, host: str, port: int) -> None:
         """Serve the local folder store (presigned URLs and the signed API).
 
-        Credentials: QMROCT_S3_ACCESS_KEY and QMROCT_S3_SECRET_KEY.
+        Credentials: QMROCT_STORE_ACCESS_KEY and QMROCT_STORE_SECRET_KEY.
         """
         from qmroct.localstore.server import LocalStoreServer
         from qmroct.localstore.store import LocalFolderStore
 
         s = load_settings()
-        if not s.s3_secret_key:
-            raise click.UsageError("set QMROCT_S3_SECRET_KEY (it signs every URL and request)")
+        if not s.store_secret_key:
+            raise click.UsageError("set QMROCT_STORE_SECRET_KEY (it signs every URL and request)")
         logging.basicConfig(level=logging.INFO)
         folder = LocalFolderStore(root or s.home / "store")
         server = LocalStoreServer(
-            folder, host, port, s.s3_secret_key, access_key=s.s3_access_key or "qmroct"
+            folder, host, port, s.store_secret_key, access_key=s.store_access_key or "qmroct"
         )
         click.echo(f"local store {folder.root} on {server.endpoint}")
         try:

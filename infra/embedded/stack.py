@@ -40,6 +40,9 @@ class StackOptions(BaseModel):
     # plus room for the orchestration actions, so the cap, not memory, limits measures.
     user_memory_mb: int | None = None
     lease_s: float = 300.0
+    # How often the scheduler compares the buckets with the catalog, re-driving uploads and
+    # publications whose trigger activation OpenWhisk dropped while throttled.
+    sweep_s: float = 10.0
     max_attempts: int = 3
     event_retry_s: float = 1.0
     xnat_url: str = ""
@@ -105,6 +108,7 @@ class EmbeddedStack:
             "QMROCT_STORE_SECRET_KEY": secret,
             "QMROCT_MAX_INFLIGHT": str(opts.cap),
             "QMROCT_LEASE_S": str(opts.lease_s),
+            "QMROCT_SWEEP_S": str(opts.sweep_s),
             "QMROCT_XNAT_URL": opts.xnat_url,
             "QMROCT_XNAT_ALIAS": opts.xnat_alias,
             "QMROCT_XNAT_SECRET": opts.xnat_secret,
@@ -119,7 +123,24 @@ class EmbeddedStack:
         self.whisk.start()
         self.ow = OpenWhiskClient(self.whisk.api_host, self.whisk.auth)
         self._wire_notifications()
+        self._announce(access_key, secret)
         return self
+
+    def _announce(self, access_key: str, secret: str) -> None:
+        """Tell other commands on this machine where this stack is (``qmroct measure publish``,
+        ``qmroct gateway upload``, ``qmroct status``); readable by the owner only."""
+        assert self.store_server is not None and self.whisk is not None
+        info = {
+            "store_endpoint": self.store_server.endpoint,
+            "store_access_key": access_key,
+            "store_secret_key": secret,
+            "ow_api_host": self.whisk.api_host,
+            "ledger_url": self.ledger_url,
+            "pid": os.getpid(),
+        }
+        path = self.home / "stack.json"
+        path.write_text(json.dumps(info, indent=2))
+        os.chmod(path, 0o600)
 
     def _wire_notifications(self) -> None:
         assert self.folder_store is not None and self.whisk is not None
@@ -143,6 +164,7 @@ class EmbeddedStack:
             self.folder_store.set_notification(bucket, [target])
 
     def stop(self) -> None:
+        (self.home / "stack.json").unlink(missing_ok=True)
         if self.whisk is not None:
             self.whisk.stop()
         if self.store_server is not None:

@@ -19,13 +19,16 @@ class Settings(BaseSettings):
     ledger_url: str = Field(
         "", description="sqlite:///path or postgresql://...; empty: SQLite in home"
     )
-    # Object store: "local" (folder under home, served over loopback) or "minio".
+    # Object store: "local" (the folder store of `qmroct up`, served over loopback) or "minio".
+    # The same QMROCT_STORE_* variables fill the orchestration actions' inputs (manifest.yaml).
     store: str = "local"
-    s3_endpoint: str = ""
-    s3_access_key: str = ""
-    s3_secret_key: str = ""
-    s3_secure: bool = False
-    s3_region: str = "us-east-1"
+    store_endpoint: str = Field(
+        "", description="host:port for MinIO; http://... for the local store"
+    )
+    store_access_key: str = ""
+    store_secret_key: str = ""
+    store_secure: bool = False
+    store_region: str = "us-east-1"
     ingest_bucket: str = "oct-ingest"
     measures_bucket: str = "oct-measures"
     results_bucket: str = "oct-results"

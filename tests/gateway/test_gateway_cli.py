@@ -15,9 +15,9 @@ from qmroct.cli.main import cli
 def env(local_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: ANN001
     monkeypatch.setenv("QMROCT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("QMROCT_STORE", "local")
-    monkeypatch.setenv("QMROCT_S3_ENDPOINT", local_store.endpoint)
-    monkeypatch.setenv("QMROCT_S3_ACCESS_KEY", local_store.access_key)
-    monkeypatch.setenv("QMROCT_S3_SECRET_KEY", local_store._secret)
+    monkeypatch.setenv("QMROCT_STORE_ENDPOINT", local_store.endpoint)
+    monkeypatch.setenv("QMROCT_STORE_ACCESS_KEY", local_store.access_key)
+    monkeypatch.setenv("QMROCT_STORE_SECRET_KEY", local_store._secret)
     monkeypatch.setenv("QMROCT_XNAT_PROJECT", "glaucoma")
     return tmp_path
 

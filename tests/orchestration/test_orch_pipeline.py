@@ -286,3 +286,24 @@ def test_apply_publication_of_an_older_version_does_not_take_over(ctx) -> None:
     assert rep.active is False
     assert {j.version for j in ctx.ledger.jobs()} == {"2.0.0"}
     assert isinstance(ctx.store, MemoryStore)
+
+
+def test_resync_recovers_uploads_and_publications_whose_events_were_dropped(ctx) -> None:
+    from qmroct.orchestration import resync
+
+    # OpenWhisk dropped both rule activations: the objects exist, no handler ever ran.
+    publish_measure(ctx.store, "snr", "1.0.0", describe=False)
+    data = b"scan bytes without an event"
+    ctx.store.put("oct-ingest", "p1/s9/ses1/scan9.vol", data)
+    assert ctx.ledger.catalog.active_measures() == []
+    report = tick(ctx)
+    assert report.resynced == 2
+    assert [m.name for m in ctx.ledger.catalog.active_measures()] == ["snr"]
+    scan_hash = hashlib.sha256(data).hexdigest()
+    assert ctx.ledger.catalog.scan(scan_hash) is not None
+    assert [j.measure for j in ctx.ledger.jobs(kind=JobKind.MEASURE)] == ["snr"]
+    # Idempotent: a late event, or the next sweep, changes nothing.
+    on_image_stored(ctx, stored_event("p1/s9/ses1/scan9.vol", data))
+    resync._LAST_SWEEP.clear()
+    assert tick(ctx).resynced == 0
+    assert len(ctx.ledger.jobs(kind=JobKind.MEASURE)) == 1

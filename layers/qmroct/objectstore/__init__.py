@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from qmroct.config import Settings
 from qmroct.errors import ConfigError
 from qmroct.objectstore.base import MultipartStore, ObjectInfo, ObjectStore, PartInfo
 
-__all__ = ["MultipartStore", "ObjectInfo", "ObjectStore", "PartInfo", "open_store"]
+__all__ = [
+    "MultipartStore",
+    "ObjectInfo",
+    "ObjectStore",
+    "PartInfo",
+    "open_store",
+    "store_from_settings",
+]
 
 
 def open_store(
@@ -29,3 +37,34 @@ def open_store(
 
         return MinioStore(endpoint, access_key, secret_key, **kw)
     raise ConfigError(f"unknown object store kind {kind!r} (expected 'local' or 'minio')")
+
+
+def store_from_settings(settings: Settings) -> ObjectStore:
+    """The store the configuration names.
+
+    For the local store with no endpoint configured, the one a running ``qmroct up`` announced
+    in ``QMROCT_HOME/stack.json`` is used, so commands on the same machine need no setup.
+    """
+    if settings.store == "local" and not settings.store_endpoint:
+        import json
+
+        info = settings.home / "stack.json"
+        if not info.is_file():
+            raise ConfigError(
+                f"no object store configured and no running stack found ({info} is missing): "
+                "start one with `qmroct up`, or set QMROCT_STORE=minio and QMROCT_STORE_ENDPOINT"
+            )
+        s = json.loads(info.read_text())
+        return open_store(
+            "local", s["store_endpoint"], s["store_access_key"], s["store_secret_key"]
+        )
+    kw: dict[str, Any] = {}
+    if settings.store == "minio":
+        kw = {"secure": settings.store_secure, "region": settings.store_region}
+    return open_store(
+        settings.store,
+        settings.store_endpoint,
+        settings.store_access_key,
+        settings.store_secret_key,
+        **kw,
+    )

@@ -42,8 +42,9 @@ class BackendParams(BaseModel):
     lease_s: float = Field(300.0, gt=0)
     max_attempts: int = Field(3, ge=1)
     xnat_url: str = ""
+    sweep_s: float = Field(60.0, gt=0, description="how often the scheduler resyncs buckets")
 
-    @field_validator("max_inflight", "max_attempts", "lease_s", mode="before")
+    @field_validator("max_inflight", "max_attempts", "lease_s", "sweep_s", mode="before")
     @classmethod
     def _unset_is_default(cls, v: Any, info: Any) -> Any:
         # A manifest input bound to an unset $VARIABLE arrives as "": take the default.
@@ -61,6 +62,7 @@ class ActionContext:
     ow: Invoker | None
     max_inflight: int = 4
     xnat_enabled: bool = False
+    sweep_s: float = 60.0
     package: str = "qmroct"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -83,6 +85,7 @@ class ActionContext:
             ow=openwhisk_from_env(env),
             max_inflight=p.max_inflight,
             xnat_enabled=bool(p.xnat_url),
+            sweep_s=p.sweep_s,
         )
 
     def action(self, name: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from qmroct.orchestration import resync
 from qmroct.orchestration.context import ActionContext
 from qmroct.orchestration.invoking import activation_id, field, throttled_error
 from qmroct.orchestration.models import DeriveInvocation, product_file
@@ -46,6 +47,7 @@ class TickReport(BaseModel):
     retried: int = 0
     unsatisfiable: int = 0
     lost: int = 0
+    resynced: int = 0
     claimed: int = 0
     invoked: int = 0
     throttled: int = 0
@@ -202,6 +204,9 @@ def tick(ctx: ActionContext) -> TickReport:
         unsatisfiable=led.fail_unsatisfiable(),
     )
     report.lost = reconcile(ctx)
+    if resync.due(ctx):
+        found = resync.resync(ctx)
+        report.resynced = found.scans + found.publications
     claims = led.claim(cap=ctx.max_inflight)
     report.claimed = len(claims)
     _start(ctx, claims, report, xnat=False)

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     from qmroct.config import load_settings
     from qmroct.gateway.pseudonyms import PseudonymStore
     from qmroct.gateway.state import GatewayState
-    from qmroct.objectstore import open_store
+    from qmroct.objectstore import store_from_settings
 
     ap = argparse.ArgumentParser(prog="python -m qmroct.xnat.archived", description=__doc__)
     ap.add_argument("root", type=Path)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trigger-auth", default="", help="uuid:key of the OpenWhisk namespace")
     args = ap.parse_args(argv)
     s = load_settings()
-    store = open_store(s.store, s.s3_endpoint, s.s3_access_key, s.s3_secret_key)
+    store = store_from_settings(s)
     home = s.home / "gateway"
     uploader = Uploader(
         store,
