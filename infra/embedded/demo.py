@@ -162,17 +162,17 @@ def run_demo(
     )
 
 
-# The one value per measure the table shows; the JSON has all of them.
-HEADLINE = {
-    "signal": "qi",
-    "sharpness": "ilm_gradient_contrast",
-    "completeness": "cut_fraction",
-    "blink_motion": "blink_count",
-    "centration": "offset_um",
-    "segmentation": "gap_fraction",
-    "illumination": "signal_cv",
-    "beam_placement": "tilt_deg",
-    "pathology_flag": "thickness_mean_um",
+# The value per measure the table shows, first one present; the JSON has all of them.
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "signal": ("peak_snr_db",),
+    "sharpness": ("ilm_edge_width_um",),
+    "completeness": ("bscans_cut",),
+    "blink_motion": ("blink_count",),
+    "centration": ("fovea_offset_um", "ring_offset_ratio"),
+    "segmentation": ("bm_jump_fraction", "gap_fraction"),
+    "illumination": ("signal_cv",),
+    "beam_placement": ("tilt_deg",),
+    "pathology_flag": ("thickness_p50_um",),
 }
 
 
@@ -204,12 +204,8 @@ def format_table(report: DemoReport) -> str:
 
 
 def _headline(measure: str, values: dict[str, Any]) -> str:
-    key = HEADLINE.get(measure)
-    if key not in values:
-        key = next((k for k, v in values.items() if isinstance(v, int | float)), None)
+    key = next((k for k in HEADLINE.get(measure, ()) if k in values), None)
     if key is None:
         return "-"
     v = values[key]
-    if isinstance(v, float):
-        return f"{key}={v:.3g}"
-    return f"{key}={v}"
+    return f"{key}={v:.3g}" if isinstance(v, float) else f"{key}={v}"
