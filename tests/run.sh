@@ -11,7 +11,7 @@ fi
 .venv/bin/python -m pip install -q -e ".[test]"
 # A real PostgreSQL server for the ledger tests (installed from Debian's packages if missing).
 eval "$(bash infra/postgres/start-test-server.sh)"
-export QMROCT_TEST_PG_DSN
+export QMROCT_TEST_PG_DSN QMROCT_TEST_PG_DIR
 .venv/bin/python -m ruff check .
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

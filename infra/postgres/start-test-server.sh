@@ -26,6 +26,17 @@ find_bindir() {
 }
 
 BINDIR="$(find_bindir || true)"
+
+if [[ "${1:-}" == "--stop" ]]; then
+    # Stop the server an earlier call started (its data folder is in QMROCT_TEST_PG_DIR).
+    [[ -n "${QMROCT_TEST_PG_DIR:-}" && -n "$BINDIR" ]] || exit 0
+    if [[ "$(id -u)" == "0" ]]; then
+        runuser -u postgres -- "$BINDIR/pg_ctl" -D "$QMROCT_TEST_PG_DIR" -m fast stop >&2
+    else
+        "$BINDIR/pg_ctl" -D "$QMROCT_TEST_PG_DIR" -m fast stop >&2
+    fi
+    exit 0
+fi
 if [[ -z "$BINDIR" ]]; then
     echo "installing PostgreSQL from Debian" >&2
     export DEBIAN_FRONTEND=noninteractive
