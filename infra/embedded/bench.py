@@ -44,7 +44,8 @@ def _write_phantoms(out: Path, n: int, *, pattern: str, size: str, seed: int = 1
     paths = []
     for i in range(n):
         scan, truth, _ = make_phantom(pattern, seed=seed + i, size=size)
-        paths.extend(write_phantom(scan, truth, out / f"s{i:04d}", formats=("vol",)))
+        written = write_phantom(scan, truth, out / f"s{i:04d}", formats=("vol",))
+        paths.extend(p for p in written if p.suffix == ".vol")  # not the truth JSON
     return paths
 
 

@@ -36,8 +36,10 @@ MEASURES_TRIGGER = "measure-published"
 class StackOptions(BaseModel):
     cap: int = 4
     alarm_interval_s: float = 2.0
-    # The invoker's user memory. None sizes it for the cap: every measure container (512 MB)
-    # plus room for the orchestration actions, so the cap, not memory, limits measures.
+    # The invoker's user memory. None sizes it so every action of the manifest stays warm at
+    # once (ten 512 MB compute actions, six 256 MB orchestration ones): otherwise the nine
+    # measures evict each other and every activation pays a cold start. Memory limits are
+    # address-space caps, so this reserves nothing.
     user_memory_mb: int | None = None
     lease_s: float = 300.0
     # How often the scheduler compares the buckets with the catalog, re-driving uploads and
@@ -117,7 +119,7 @@ class EmbeddedStack:
             manifest_path(),
             self.home / "whisk",
             env,
-            user_memory_mb=opts.user_memory_mb or max(2048, opts.cap * 512 + 1536),
+            user_memory_mb=opts.user_memory_mb or max(8192, opts.cap * 512 + 2048),
             alarm_interval_s=opts.alarm_interval_s,
         )
         self.whisk.start()
