@@ -64,6 +64,7 @@ PROBES: tuple[Probe, ...] = (
     Probe("illumination", "vignetting", "edge_centre_ratio", -1),
     Probe("illumination", "shadowing", "weakest_sector_deficit_db", +1),
     Probe("beam_placement", "tilt", "tilt_abs_max_deg", +1),
+    Probe("pathology_flag", "oedema", "thickness_p95_um", +1),
 )
 
 #: Cross-talk that follows from the physics of the defect, not from a flaw of the measure.
@@ -98,6 +99,8 @@ EXPECTED_CROSS_TALK: dict[tuple[str, str], str] = {
     ("beam_placement", "vignetting"): "uneven illumination unbalances the ONL",
     ("beam_placement", "decentration"): "an off-centre fovea puts the thick ONL on one side",
     ("beam_placement", "layer_artefact"): "a wrong ILM shifts the ONL band",
+    ("centration", "oedema"): "fluid fills the foveal pit, so the thickness minimum that "
+    "locates the fovea wanders (AURA's method assumes a pit)",
     ("pathology_flag", "cutoff_top"): "cut retina reads thin",
     ("pathology_flag", "cutoff_bottom"): "cut retina reads thin",
     ("pathology_flag", "blink"): "no thickness in a blink",

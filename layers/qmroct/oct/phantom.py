@@ -60,6 +60,7 @@ DEFECTS: tuple[str, ...] = (
     "vignetting",
     "shadowing",
     "layer_artefact",
+    "oedema",
 )
 
 DEFECT_DOCS: dict[str, str] = {
@@ -83,6 +84,8 @@ DEFECT_DOCS: dict[str, str] = {
     "(shadow_width_um, shadow_loss_db)",
     "layer_artefact": "a bright membrane 25-45 um above the ILM over 20+60*s % of the width of a "
     "third of the B-scans (artefact_fraction); segmentation latches onto it",
+    "oedema": "intraretinal fluid: INL, OPL and ONL thickened by a factor 1 + 1.5*s, smoothly "
+    "over the macula (oedema_thickening_um at the thickest point); the R criterion's defect",
 }
 
 QUANTUM = 2.0**-16
@@ -268,6 +271,14 @@ class _Builder:
         inl = 35.0 * (1 - 0.95 * pit)
         opl = 30.0 * (1 - 0.7 * pit)
         onl = 75.0 + 35.0 * pit
+        s = self.sev["oedema"]
+        if s:
+            # Macular oedema: fluid swells the inner nuclear to outer nuclear layers, most
+            # around the fovea; physical: the largest added thickness in um.
+            swell = 1.0 + 1.5 * s * np.exp(-0.5 * (r_f / 1500.0) ** 2)
+            added = (inl + opl + onl) * (swell - 1.0)
+            inl, opl, onl = inl * swell, opl * swell, onl * swell
+            self.phys["oedema_thickening_um"] = float(np.max(added)) if added.size else 0.0
         return [rnfl, gcl, inl, opl, onl, 6.0 + 0 * pit, 20.0 + 5 * pit, 12.0 + 2 * pit,
                 25.0 + 10 * pit, 8.0 + 0 * pit, 22.0 + 0 * pit, 250.0 + 0 * pit]  # fmt: skip
 
