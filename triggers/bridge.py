@@ -19,12 +19,12 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 from qmroct.events import EventLog
+from qmroct.httpservice import BackgroundHTTPServer
 from qmroct.triggers.filters import Route, classify
 from qmroct.triggers.fire import FireFn
 
@@ -137,40 +137,14 @@ class _Server(ThreadingHTTPServer):
     bridge: Bridge
 
 
-class BridgeServer:
+class BridgeServer(BackgroundHTTPServer):
     """Serve a :class:`Bridge` on ``host:port`` (port 0 picks a free one)."""
+
+    thread_name = "minio-bridge"
 
     def __init__(
         self, config: BridgeConfig, fire: FireFn, host: str = "127.0.0.1", port: int = 0
     ) -> None:
-        self._httpd = _Server((host, port), _Handler)
-        self._httpd.bridge = Bridge(config, fire)
-        self.host = host
-        self.port = self._httpd.server_address[1]
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> BridgeServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="minio-bridge", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self._httpd.serve_forever()
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread:
-            self._thread.join(5)
-
-    def __enter__(self) -> BridgeServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        httpd = _Server((host, port), _Handler)
+        httpd.bridge = Bridge(config, fire)
+        super().__init__(httpd, host)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,6 +24,7 @@ from xml.sax.saxutils import escape
 
 from pydantic import TypeAdapter, ValidationError
 from qmroct.errors import ConfigError, InvalidKey
+from qmroct.httpservice import BackgroundHTTPServer
 from qmroct.localstore.store import LocalFolderStore, RequestContext
 from qmroct.objectstore.base import NotificationTarget, ObjectInfo
 from qmroct.objectstore.errors import (
@@ -353,12 +353,14 @@ class _Server(ThreadingHTTPServer):
     access_key: str
 
 
-class LocalStoreServer:
+class LocalStoreServer(BackgroundHTTPServer):
     """Serve ``store`` on ``host:port`` (port 0 picks a free one).
 
     ``secret`` signs both presigned URLs and API requests; ``access_key`` names the one
     trusted credential. Use as a context manager, or call :meth:`start` and :meth:`close`.
     """
+
+    thread_name = "localstore-http"
 
     def __init__(
         self,
@@ -372,39 +374,11 @@ class LocalStoreServer:
         if not secret:
             raise ConfigError("the local store server needs a non-empty secret")
         self.store = store
-        self._httpd = _Server((host, port), _Handler)
-        self._httpd.store = store
-        self._httpd.secret = secret
-        self._httpd.access_key = access_key
+        httpd = _Server((host, port), _Handler)
+        httpd.store = store
+        httpd.secret = secret
+        httpd.access_key = access_key
+        super().__init__(httpd, host)
         self.access_key = access_key
-        self.host = host
-        self.port = self._httpd.server_address[1]
         if not store.origin_endpoint:
             store.origin_endpoint = self.endpoint
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> LocalStoreServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="localstore-http", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self._httpd.serve_forever()
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread:
-            self._thread.join(5)
-
-    def __enter__(self) -> LocalStoreServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
