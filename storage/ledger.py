@@ -272,10 +272,10 @@ class Ledger:
         sql, params = "SELECT * FROM jobs WHERE 1 = 1", {"n": limit}
         if state is not None:
             sql += " AND state = :s"
-            params["s"] = state.value
+            params["s"] = JobState(state).value  # "dead" from a command line works too
         if kind is not None:
             sql += " AND kind = :kind"
-            params["kind"] = kind.value
+            params["kind"] = JobKind(kind).value
         if scan_hash is not None:
             sql += " AND scan_hash = :h"
             params["h"] = scan_hash

@@ -121,6 +121,9 @@ def test_backoff_then_dead_letter_with_last_error(ledger, clock) -> None:
     assert job.last_error == "corrupt scan: truncated"
     assert ledger.counts().by_kind["measure"]["dead"] == 1
     assert ledger.policy.backoff(1) < ledger.policy.backoff(2)
+    # Filters take the enum or its text (as `qmroct status` passes it).
+    assert [j.job_key for j in ledger.jobs(state="dead", kind="measure")] == [job.job_key]
+    assert ledger.jobs(state=JobState.QUEUED) == []
 
 
 def test_dead_failure_is_stored_as_a_failed_result(ledger) -> None:
