@@ -142,7 +142,11 @@ def test_same_event_three_times_gives_one_job_and_one_result(stack, tmp_path):
             timeout=10,
         )
         assert r.status_code == 202
-    time.sleep(2.0)
+    # The fire answers 202 before the rule's activation runs: wait for all three to finish.
+    deadline = time.monotonic() + 120
+    while len(stack.whisk.activations(name="on-image-stored", limit=100)) < 3:
+        assert time.monotonic() < deadline, "the repeated events never reached on-image-stored"
+        time.sleep(0.2)
     stack.wait_idle(timeout_s=120, expect_jobs=1)
     assert len(stack.whisk.activations(name="on-image-stored", limit=100)) == 3
     ledger, _, _ = stack.require()
