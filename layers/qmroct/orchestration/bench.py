@@ -4,8 +4,11 @@ pipeline drains it.
 Figures:
 - ``wall_s``: from the publication to the last job finished (done or dead);
 - ``scans_per_s``: scans / wall_s;
-- ``max_inflight``: the most ``run-<measure>`` activations overlapping in time, from the
-  activation records' start and end (a sweep over the intervals), to compare with the cap;
+- ``max_inflight``: the most ``measure-<measure>`` activations overlapping in time, from the
+  activation records' start and end (a sweep over the intervals), to compare with the cap.
+  Whole ``run-<measure>`` sequences can briefly exceed it: record-result frees the slot and
+  wakes the scheduler before it returns, so a sequence's last milliseconds may overlap the
+  next start;
 - ``lost``: jobs of the version not finished when the wait ended;
 - ``duplicated``: result rows beyond one per scan for the version (each job must store once);
 - ``failed``: jobs of the version that ended dead;
@@ -108,7 +111,7 @@ def backfill_figures(
         cap=cap,
         wall_s=round(wall, 3),
         scans_per_s=round(scans / wall, 3),
-        max_inflight=max_overlap(_intervals(seq or act)),
+        max_inflight=max_overlap(_intervals(act or seq)),
         lost=sum(s not in ("done", "dead") for s in states) + max(0, scans - len(jobs)),
         duplicated=sum(int(r["n"]) - 1 for r in rows),
         failed=states.count("dead"),

@@ -11,6 +11,11 @@ actions:
    ``run-<measure>`` (or ``run-derive-<product>``) non-blocking. A 429 releases the job and
    every later claim of the tick without counting an attempt: back-pressure is never a failure;
 4. the same for XNAT pushes (``xnat-callback``), under their own cap.
+
+A job holds its slot from its claim until record-result has stored its result. record-result
+then wakes the scheduler before returning, so the next ``run-<measure>`` can start a few
+milliseconds before the previous sequence's record ends; the measure activations themselves
+never exceed the cap.
 """
 
 from __future__ import annotations
