@@ -26,7 +26,8 @@ from qmroct.runtime.controller import (
 )
 from qmroct.runtime.entities import ActionPut
 from qmroct.runtime.invoker import Throttled
-from qmroct.runtime.records import SUCCESS
+from qmroct.runtime.messages import is_response_too_large
+from qmroct.runtime.records import DEVELOPER_ERROR, SUCCESS
 
 UNAUTHENTICATED = "The supplied authentication is invalid."
 NO_AUTH = "The resource requires authentication, which was not supplied with the request."
@@ -217,6 +218,9 @@ def _make_handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
                 return
             code = record.response.statusCode
             status = 200 if code == SUCCESS else 502 if code in (1, 2) else 500
+            error = (record.response.result or {}).get("error") if code == DEVELOPER_ERROR else None
+            if is_response_too_large(error):
+                status = 413
             if _flag(query, "result"):
                 self._send(status, record.response.result)
             else:

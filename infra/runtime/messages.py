@@ -29,9 +29,15 @@ def too_many_concurrent(count: int, allowed: int) -> str:
 
 
 def response_too_large(size: int, limit: int = MAX_PAYLOAD_BYTES) -> str:
-    return (
-        f"The action produced a response that exceeded the allowed length: {size} > {limit} bytes."
-    )
+    return f"{RESPONSE_TOO_LARGE_PREFIX}{size} > {limit} bytes."
+
+
+RESPONSE_TOO_LARGE_PREFIX = "The action produced a response that exceeded the allowed length: "
+
+
+def is_response_too_large(message: object) -> bool:
+    """Whether an activation's error is the oversized-result one (the API answers it with 413)."""
+    return isinstance(message, str) and message.startswith(RESPONSE_TOO_LARGE_PREFIX)
 
 
 def request_too_large(size: int, limit: int = MAX_PAYLOAD_BYTES) -> str:

@@ -56,6 +56,8 @@ def test_invoke_status_codes(whisk: EmbeddedWhisk) -> None:
         whisk, "POST", f"{NS}/actions/rt/echo?blocking=true", json={"b": "x" * 1_100_000}
     )
     assert too_big.status_code == 413 and "> 1048576 bytes" in too_big.json()["error"]
+    big = _call(whisk, "POST", f"{NS}/actions/rt/big_result?blocking=true&result=true", json={})
+    assert big.status_code == 413 and big.json()["error"].endswith(" > 1048576 bytes.")
     missing = _call(whisk, "POST", f"{NS}/actions/rt/ghost?blocking=true", json={})
     assert missing.status_code == 404
     final = _call(whisk, "POST", f"{NS}/actions/rt/guarded?blocking=true", json={"secret": "s"})

@@ -45,7 +45,7 @@ class Throttled(OpenWhiskError):
 
 
 class PayloadTooLarge(OpenWhiskError):
-    """413: the parameters (or the request) are over the 1 MB limit."""
+    """413: the parameters, the request, or a blocking invoke's result are over the 1 MB limit."""
 
 
 class ActionError(OpenWhiskError):
