@@ -235,14 +235,21 @@ class SegmentationPlausibility(SuiteMeasure):
                 "weak ILM edge or gap under it red, missing boundaries orange",
             )
         ]
-        if "ILM" in device and device["ILM"].shape == s.ilm.shape:
-            drgb = pictures.draw_rows(
-                pictures.gray_rgb(ctx.display[k]), device["ILM"][k], pictures.CYAN
-            )
-            drgb = pictures.draw_rows(drgb, s.ilm[k], pictures.GREEN)
+        drawn = [
+            (theirs, mine)
+            for theirs, mine in (("ILM", s.ilm), ("BM", s.bm))
+            if theirs in device and device[theirs].shape == mine.shape
+        ]
+        if drawn:
+            drgb = pictures.gray_rgb(ctx.display[k])
+            for theirs, mine in drawn:
+                drgb = pictures.draw_rows(drgb, device[theirs][k], pictures.CYAN)
+                drgb = pictures.draw_rows(drgb, mine[k], pictures.GREEN)
+            names = " and ".join(theirs for theirs, _ in drawn)
             panels.append(
                 pictures.panel(
-                    crop_to_retina(drgb, ctx, k), "ILM: ours (green) against the device's (cyan)"
+                    crop_to_retina(drgb, ctx, k),
+                    f"{names}: ours (green) against the device's (cyan)",
                 )
             )
         return Evaluation(

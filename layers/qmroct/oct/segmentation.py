@@ -8,12 +8,18 @@ much it trusts itself:
    normalised per B-scan by robust percentiles and smoothed (box filters, axial and lateral).
 2. ILM: the first row from the top where the smoothed profile rises above the midpoint between
    the vitreous level and the retina level, refined to the steepest rise within +-3 px.
-3. BM: the steepest fall below the brightest outer band (RPE), searched in a window under the
-   brightest row found below the ILM.
-4. ONL bottom (ELM): the steepest rise in the 10..60 um above the EZ (the bright band above BM).
-5. ONL top (OPL/ONL): the steepest fall between the ILM and the ONL bottom.
-6. RNFL lower boundary: the steepest fall in the first 150 um below the ILM (at the fovea,
-   where there is no RNFL, this falls back to the ILM).
+3. RPE: the brightest row of the deepest bright band 120..600 um under the ILM (a thick
+   peripapillary RNFL can be as bright as the RPE, so the brightest row alone is not enough).
+4. BM: the steepest fall under the lower of the EZ and RPE (either can be the brighter one).
+5. ONL bottom (ELM): the steepest rise in the 10..60 um above the EZ (the rise above the RPE).
+6. ONL top (OPL/ONL): the deepest strong fall between the ILM and the ONL bottom.
+7. RNFL lower boundary: the first strong fall in the 260 um under the ILM, above the ONL (at the
+   fovea, where there is no RNFL, this falls back to the ILM).
+
+"Strong" is at least a set fraction of the strongest edge in the window: bands come in a known
+order, and the order names a boundary where "the strongest edge" would pick whichever
+neighbour happens to be brighter in this eye. Each boundary is then re-found near the running
+median of its neighbours, which bridges vessel shadows and drops isolated jumps.
 
 Boundaries are row positions with sub-pixel refinement (parabola through the gradient peak),
 following the convention of the phantom: a boundary at ``z`` means the band below starts at
@@ -35,10 +41,17 @@ from scipy import ndimage
 from qmroct.oct.model import IntensityScale, Scan
 
 BOUNDARIES: tuple[str, ...] = ("ilm", "rnfl", "onl_top", "onl_bottom", "bm")
-RNFL_LATERAL = 11  # A-scans averaged for the RNFL/GCL edge
+LATERAL = 11  # A-scans averaged for the weak inner edges (RNFL/GCL, OPL/ONL)
+RNFL_MAX_UM = 260.0  # deepest RNFL/GCL edge searched for (peripapillary RNFL, superior pole)
+RNFL_LEVEL = 0.5  # a fall this strong, relative to the strongest, can be the RNFL/GCL edge
 CONFIDENT_STEP = 6.0  # step heights of this many noise SDs and more give confidence 1
-_LOG_EPS = 2.44e-4
-GUIDE_COLUMNS = 31  # A-scans of the running median that guides the boundary search  # the offset of eyepy's display map: keeps log(0) finite
+_LOG_EPS = 2.44e-4  # the offset of eyepy's display map: keeps log(0) finite
+RPE_BELOW_UM = 60.0  # how far under the brightest outer row the RPE may still lie
+BM_BAND_UM = 20.0  # BM is re-found within this distance of its running median
+RPE_MARGIN = 0.08  # normalised log level: rows this close to the RPE's level count as RPE
+RPE_COMPLEX_MARGIN = 0.15  # rows this close to the brightest outer row belong to a bright band
+ONL_TOP_LEVEL = 0.5  # a fall this strong, relative to the strongest, can be the OPL/ONL edge
+GUIDE_COLUMNS = 31  # A-scans of the running median that guides the boundary search
 
 
 @dataclass
@@ -121,21 +134,50 @@ def _refine(grad: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return i + np.clip(off, -0.5, 0.5)
 
 
-def _windowed_argmax(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Row of the maximum of ``values`` (n, h, w) within rows [lo, hi) per A-scan.
+def _window(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows [lo, hi) of ``values`` (n, h, w) per A-scan, as (n, width, w) padded with -inf.
 
     Gathers only the rows of the widest window, so the cost follows the window, not the height.
+    Returns the gathered rows and the clipped ``lo`` they start at.
     """
     h = values.shape[1]
     lo = np.clip(lo, 0, h - 1).astype(np.int32)
     hi = np.clip(hi, lo + 1, h).astype(np.int32)
     width = int((hi - lo).max())
-    offs = np.arange(width, dtype=np.int32)[None, :, None]
-    idx = lo[:, None, :] + offs
-    inside = idx < hi[:, None, :]
+    idx = lo[:, None, :] + np.arange(width, dtype=np.int32)[None, :, None]
     gathered = np.take_along_axis(values, np.minimum(idx, h - 1), axis=1)
-    gathered = np.where(inside, gathered, -np.inf)
+    return np.where(idx < hi[:, None, :], gathered, -np.inf), lo
+
+
+def _windowed_argmax(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Row of the maximum of ``values`` (n, h, w) within rows [lo, hi) per A-scan."""
+    gathered, lo = _window(values, lo, hi)
     return lo + gathered.argmax(axis=1).astype(np.int32)
+
+
+def _strong_row(
+    values: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    frac: float = 1.0,
+    margin: float = 0.0,
+    deepest: bool = True,
+) -> np.ndarray:
+    """Lowest (or highest) row in [lo, hi) per A-scan where ``values`` reach ``frac*max - margin``.
+
+    The max is that A-scan's maximum in the window, so the row always exists. Retinal bands come
+    in a known order, so "the deepest strong edge" names a boundary where "the strongest edge"
+    would pick whichever neighbour happens to be brighter.
+    """
+    gathered, lo = _window(values, lo, hi)
+    level = frac * gathered.max(axis=1) - margin
+    strong = gathered >= level[:, None, :]
+    if deepest:
+        row = gathered.shape[1] - 1 - np.argmax(strong[:, ::-1, :], axis=1)
+    else:
+        row = np.argmax(strong, axis=1)
+    return lo + row.astype(np.int32)
 
 
 def _at(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -196,39 +238,54 @@ def segment(scan: Scan) -> Segmentation:
     ilm = _refine(grad, ilm_i) + 0.5
     ilm_edge = np.take_along_axis(grad, ilm_i[:, None, :], 1)[:, 0]
 
-    # Brightest outer band (RPE/EZ complex) below the ILM, then BM as the steepest fall under it.
+    # The outer bright bands (EZ, RPE) under the ILM, then BM as the steepest fall under them.
     min_ret = int(round(120.0 / um))
     max_ret = int(round(600.0 / um))
     lo = np.minimum(ilm_i + min_ret, h - 1)
-    rpe_i = _windowed_argmax(x, lo, np.minimum(ilm_i + max_ret, h))
+    hi = np.minimum(ilm_i + max_ret, h)
+    # The RPE is the deepest bright band: a thick peripapillary RNFL can be as bright, and a
+    # brightest-row search would land in it. Take the brightest row of the deepest complex.
+    deep_i = _strong_row(x, lo, hi, margin=RPE_COMPLEX_MARGIN)
+    reach = int(round(RPE_BELOW_UM / um))
+    rpe_i = _windowed_argmax(x, np.maximum(deep_i - reach, lo), deep_i + 1)
     # The RPE anchors every outer search: take it near its running median first.
     rpe_i = _guided(x, rpe_i, max(2, int(round(20.0 / um))))
-    bm_i = _windowed_argmax(-grad, rpe_i, np.minimum(rpe_i + int(round(45.0 / um)) + 2, h))
+    # EZ and RPE are the two brightest outer bands; which one is brighter varies (the EZ often
+    # wins around the fovea), but BM always lies under the lower one.
+    low_i = _strong_row(x, rpe_i, rpe_i + reach + 1, margin=RPE_MARGIN)
+    bm_i = _windowed_argmax(-grad, low_i, np.minimum(low_i + int(round(45.0 / um)) + 2, h))
 
-    def smooth(edge: np.ndarray, lo: np.ndarray, hi: np.ndarray, band_um: float) -> np.ndarray:
-        start = _windowed_argmax(edge, lo, hi)
-        return _guided(edge, start, max(2, int(round(band_um / um))), lo, hi)
-
-    bm_i = _guided(-grad, bm_i, max(2, int(round(40.0 / um))))
+    bm_i = _guided(-grad, bm_i, max(2, int(round(BM_BAND_UM / um))))
     bm = _refine(-grad, bm_i) + 0.5
 
     # EZ: the first strong rise above the RPE; the ONL bottom (ELM) is the rise above that.
-    ez_lo = np.maximum(rpe_i - int(round(80.0 / um)), ilm_i + 1)
-    ez_i = _windowed_argmax(grad, ez_lo, np.maximum(rpe_i - int(round(20.0 / um)), ez_lo + 1))
+    # Where the brightest row is the EZ itself, the RPE under it is the anchor.
+    anchor = np.where(low_i - rpe_i > int(round(25.0 / um)), low_i, rpe_i)
+    ez_lo = np.maximum(anchor - int(round(80.0 / um)), ilm_i + 1)
+    ez_i = _windowed_argmax(grad, ez_lo, np.maximum(anchor - int(round(20.0 / um)), ez_lo + 1))
     onlb_lo = np.maximum(ez_i - int(round(60.0 / um)), ilm_i + 1)
     onlb_hi = np.maximum(ez_i - max(1, int(round(10.0 / um))), onlb_lo + 1)
-    onlb_i = smooth(grad, onlb_lo, onlb_hi, 20.0)
-    onl_bottom = _refine(grad, onlb_i) + 0.5
+    # The layers are laterally smooth, so average the gradient over more A-scans first: a
+    # speckle edge inside a noisy ONL must not pass for the ELM or the OPL/ONL edge.
+    fall = -ndimage.uniform_filter1d(grad, size=LATERAL, axis=2, mode="nearest")
+    rise = -fall
+    onlb_i = _windowed_argmax(rise, onlb_lo, onlb_hi)
+    onlb_i = _guided(rise, onlb_i, max(2, int(round(20.0 / um))), onlb_lo, onlb_hi)
+    onl_bottom = _refine(rise, onlb_i) + 0.5
     onlt_hi = np.maximum(onlb_i - int(round(20.0 / um)), ilm_i + 2)
-    onlt_i = smooth(-grad, ilm_i + 1, onlt_hi, 20.0)
-    onl_top = _refine(-grad, onlt_i) + 0.5
+    # The OPL/ONL fall is the deepest strong fall above the ONL: near the disc the RNFL/GCL
+    # and IPL/INL falls can be stronger, and a strongest-fall search climbs into them.
+    onlt_i = _strong_row(fall, ilm_i + 1, onlt_hi, frac=ONL_TOP_LEVEL)
+    onlt_i = _guided(fall, onlt_i, max(2, int(round(20.0 / um))), ilm_i + 1, onlt_hi)
+    onl_top = _refine(fall, onlt_i) + 0.5
 
-    # The window stops short of the OPL/ONL fall, which at the fovea would pose as the RNFL.
-    rnfl_hi = np.minimum(ilm_i + int(round(150.0 / um)), onlt_i - 1)
-    # The RNFL/GCL fall is barely larger than the GCL/INL fall below it; the layers are
-    # laterally smooth, so average the gradient over more A-scans before choosing.
-    fall = -ndimage.uniform_filter1d(grad, size=RNFL_LATERAL, axis=2, mode="nearest")
-    rnfl_i = smooth(fall, ilm_i + 1, np.maximum(rnfl_hi, ilm_i + 2), 20.0)
+    # The window stops short of the OPL/ONL fall, which at the fovea would pose as the RNFL;
+    # around the disc the RNFL is up to ~250 um thick.
+    rnfl_hi = np.maximum(np.minimum(ilm_i + int(round(RNFL_MAX_UM / um)), onlt_i - 1), ilm_i + 2)
+    # The RNFL/GCL fall is the first strong fall under the ILM; the IPL/INL fall below it can
+    # be as strong.
+    rnfl_i = _strong_row(fall, ilm_i + 1, rnfl_hi, frac=RNFL_LEVEL, deepest=False)
+    rnfl_i = _guided(fall, rnfl_i, max(2, int(round(20.0 / um))), ilm_i + 1, rnfl_hi)
     rnfl = _refine(fall, rnfl_i) + 0.5
     rnfl_edge = _at(fall, rnfl_i)
     # No RNFL (the fovea): a weak fall right under the ILM is noise, not a boundary.
