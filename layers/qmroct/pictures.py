@@ -168,10 +168,17 @@ def plot(
     for i in highlight:
         x, _ = px(i, lo)
         d.line([(x, top), (x, bottom)], fill=(120, 30, 30), width=3)
-    for i, c, label in vlines:
+    # Labels of close markers go one text line lower rather than on top of each other.
+    taken: list[tuple[float, float, int]] = []
+    for i, c, label in sorted(vlines, key=lambda m: m[0]):
         x, _ = px(i, lo)
         d.line([(x, top), (x, bottom)], fill=c, width=1)
-        d.text((x + 2, top + 2), _t(label), fill=c, font=_FONT)
+        end = x + 2 + d.textlength(_t(label), font=_FONT)
+        row = 0
+        while any(r == row and a < end and x + 2 < b for a, b, r in taken):
+            row += 1
+        taken.append((x + 2, end, row))
+        d.text((x + 2, top + 2 + 11 * row), _t(label), fill=c, font=_FONT)
     for v, c, label in hlines:
         _, y = px(0, v)
         d.line([(left, y), (right, y)], fill=c, width=1)

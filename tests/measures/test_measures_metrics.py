@@ -218,6 +218,14 @@ def test_illumination_indices():
     sec = illumination.sector_signal_db(shadow, 0.1, sectors=10)
     assert sec[1] == pytest.approx(10 * np.log10(0.04 / 0.01))
     assert illumination.weakest_sector_deficit_db(sec) == pytest.approx(20 - 10 * np.log10(4))
+    # A sector that is mostly left out (the optic disc) is no sector: its sliver is skipped.
+    sliver = shadow.copy()
+    sliver[91:] = np.nan
+    sec = illumination.sector_signal_db(sliver, 0.1, sectors=10)
+    assert np.isnan(sec[9]) and np.isfinite(sec[:9]).all()
+    sliver[90] = 0.05
+    assert np.isnan(illumination.sector_signal_db(sliver, 0.1, sectors=10)[9])
+    assert np.isfinite(illumination.sector_signal_db(sliver, 0.1, sectors=10, min_valid=0.1)[9])
     gains = np.array([[1.0] * 10, [1.0] * 10, [0.5] * 10, [1.5] * 10])
     assert illumination.bscan_gain_cv(gains) == pytest.approx(np.std([1, 1, 0.5, 1.5]))
     assert np.isnan(illumination.bscan_gain_cv(np.ones((1, 10))))

@@ -14,6 +14,9 @@ from qmroct.measures.common import (
     bscan_with_layers,
     column_mean,
     crop_to_retina,
+    mark_disc,
+    outside_disc,
+    with_disc_note,
 )
 from qmroct.measures.context import ScanContext
 from qmroct.measures.verdicts import grade, worst
@@ -49,7 +52,8 @@ class Illumination(SuiteMeasure):
     edge/centre ratio (vignetting), the weakest of 16 sectors below their median (dB; a shadow
     or a dim side), the fraction of A-scans darker than half the median (shadows), and for
     volumes the CV of the per-B-scan gain. Vessel shadows (narrower than 150 µm) are removed
-    by a running median first: they are anatomy, not illumination. Soft criterion: failures here rarely exclude a scan
+    by a running median first: they are anatomy, not illumination, and so is the optic disc,
+    whose A-scans are left out. Soft criterion: failures here rarely exclude a scan
     alone (Tewarie 2012)."""
 
     name = "illumination"
@@ -73,7 +77,9 @@ class Illumination(SuiteMeasure):
 
     def evaluate(self, ctx: ScanContext, params: IlluminationParams) -> Evaluation:  # type: ignore[override]
         linear, lin_name = ctx.linear_and_name
-        s = ascan_signal(linear, ctx.retina)
+        # The optic disc has no retina between ILM and BM to illuminate: its dark A-scans are
+        # anatomy, as they are for A and B.
+        s = outside_disc(ctx, ascan_signal(linear, ctx.retina))
         # Vessel shadows are normal anatomy and narrower than media shadows: a running median
         # over vessel_um removes them before sectors and dark fractions are taken.
         width = max(1, int(round(params.vessel_um / ctx.scan.meta.spacing.lateral_um)) | 1)
@@ -142,7 +148,7 @@ class Illumination(SuiteMeasure):
         med = float(np.nanmedian(s)) if np.isfinite(s).any() else 0.0
         panels = [
             pictures.panel(
-                crop_to_retina(bscan_with_layers(ctx, k), ctx, k),
+                crop_to_retina(mark_disc(bscan_with_layers(ctx, k), ctx, k), ctx, k),
                 f"B-scan {k}: shadows and dim sides darken the retina between ILM and BM",
             )
         ]
@@ -178,6 +184,6 @@ class Illumination(SuiteMeasure):
         )
         return Evaluation(
             values,
-            [worst("I", gradings)],
+            [with_disc_note(worst("I", gradings), ctx)],
             pictures.stack(panels, title="illumination (OSCAR-IB I)"),
         )

@@ -53,10 +53,15 @@ def edge_centre_ratio(s: np.ndarray, *, edge: float = 0.10, centre: float = 0.50
     return float(outer.mean() / inner.mean())
 
 
-def sector_signal_db(s: np.ndarray, noise_sd: float, sectors: int = 16) -> np.ndarray:
+def sector_signal_db(
+    s: np.ndarray, noise_sd: float, sectors: int = 16, *, min_valid: float = 0.5
+) -> np.ndarray:
     """SNR in dB of each of ``sectors`` vertical sectors (equal column ranges).
 
     .. math:: \\mathrm{SNR}_i = 10 \\log_{10} \\frac{\\overline{s}_i^{\\,2}}{\\sigma_{bg}^2}
+
+    A sector with fewer than ``min_valid`` of its A-scans measured (most of it is optic disc,
+    or outside the retina) gets NaN: a sliver of disc margin is not a sector.
 
     Units: dB, one per sector. Direction: higher is better.
     """
@@ -68,7 +73,7 @@ def sector_signal_db(s: np.ndarray, noise_sd: float, sectors: int = 16) -> np.nd
     for i, c in enumerate(cols):
         v = s[:, c]
         v = v[np.isfinite(v)]
-        if v.size and v.mean() > 0:
+        if v.size and v.size >= min_valid * s[:, c].size and v.mean() > 0:
             out[i] = 10.0 * np.log10(v.mean() ** 2 / noise_sd**2)
     return out
 
