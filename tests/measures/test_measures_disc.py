@@ -131,6 +131,11 @@ def test_real_line_scan_disc_comes_from_the_device(samples_dir):
     out = m.compute(scan, m.Params(), {"context": ctx})
     assert "optic disc excluded" in out.verdicts[0].reason
     assert out.values["dark_fraction"] < 0.02
+    # And for R: the disc's ILM-to-BM distance is not a retinal thickness.
+    m = get_measure("pathology_flag")
+    out = m.compute(scan, m.Params(), {"context": ctx})
+    assert "optic disc excluded" in out.verdicts[0].reason
+    assert out.values["abnormal_fraction"] < 0.01
 
 
 def test_real_ring_scan_excludes_nothing(samples_dir):

@@ -10,7 +10,15 @@ from pydantic import BaseModel, Field
 
 from qmroct import pictures
 from qmroct.measures.base import register
-from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers, crop_to_retina
+from qmroct.measures.common import (
+    Evaluation,
+    SuiteMeasure,
+    bscan_with_layers,
+    crop_to_retina,
+    mark_disc,
+    outside_disc,
+    with_disc_note,
+)
 from qmroct.measures.context import ScanContext
 from qmroct.metrics.geometry import thickness_range, thickness_um
 from qmroct.results import CriterionVerdict, Verdict
@@ -34,7 +42,8 @@ class PathologyFlag(SuiteMeasure):
     """Pathology flag: the 5th/50th/95th percentiles of total retinal thickness (ILM to BM, µm)
     and the fraction of A-scans outside the normal range (150 to 500 µm; normal maculae measure
     roughly 200 to 350 µm on Spectralis). Above 10% the scan is flagged for a human to look at
-    (oedema, atrophy, detachment); it is never failed automatically."""
+    (oedema, atrophy, detachment); it is never failed automatically. Optic-disc A-scans are left
+    out: there is no retina between ILM and BM there."""
 
     name = "pathology_flag"
     version = "1.0.0"
@@ -50,8 +59,14 @@ class PathologyFlag(SuiteMeasure):
     }
 
     def evaluate(self, ctx: ScanContext, params: PathologyParams) -> Evaluation:  # type: ignore[override]
-        t = thickness_um(
-            ctx.usable_segmentation.ilm, ctx.usable_segmentation.bm, ctx.scan.meta.spacing.axial_um
+        # The optic disc has no retina between ILM and BM: its "thickness" is not a finding.
+        t = outside_disc(
+            ctx,
+            thickness_um(
+                ctx.usable_segmentation.ilm,
+                ctx.usable_segmentation.bm,
+                ctx.scan.meta.spacing.axial_um,
+            ),
         )
         p5, p50, p95 = thickness_range(t)
         ok = np.isfinite(t)
@@ -81,7 +96,7 @@ class PathologyFlag(SuiteMeasure):
         k = int(np.argmax(abnormal.sum(axis=1))) if abnormal.any() else ctx.centre_index
         panels = [
             pictures.panel(
-                crop_to_retina(bscan_with_layers(ctx, k), ctx, k),
+                crop_to_retina(mark_disc(bscan_with_layers(ctx, k), ctx, k), ctx, k),
                 f"B-scan {k}: ILM (green) to BM (yellow)",
             )
         ]
@@ -101,5 +116,7 @@ class PathologyFlag(SuiteMeasure):
             )
         )
         return Evaluation(
-            values, [verdict], pictures.stack(panels, title="pathology flag (OSCAR-IB R)")
+            values,
+            [with_disc_note(verdict, ctx)],
+            pictures.stack(panels, title="pathology flag (OSCAR-IB R)"),
         )
