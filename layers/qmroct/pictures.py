@@ -268,8 +268,9 @@ def side_by_side(left: np.ndarray, right: np.ndarray, *, height: int = 240) -> n
 def to_png(rgb: np.ndarray) -> bytes:
     """Encode an RGB uint8 array as PNG bytes."""
     buf = io.BytesIO()
+    # zlib level 3 is as small as the default 6 for these pictures, at under half the time.
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(
-        buf, format="PNG", optimize=False
+        buf, format="PNG", optimize=False, compress_level=3
     )
     return buf.getvalue()
 

@@ -256,3 +256,22 @@ def test_refine_edge_moves_a_wrong_ilm_to_the_steepest_rise():
     refined = sharpness.refine_edge(img, np.full(40, 28.0))
     assert np.allclose(refined, 30.5, atol=0.01)
     assert np.isnan(sharpness.refine_edge(img, np.full(40, np.nan))).all()
+
+
+def test_enface_projection_is_the_mean_between_the_boundaries():
+    rng = np.random.default_rng(3)
+    image = rng.random((3, 40, 7)).astype(np.float32)
+    image[1, 12, 2] = np.nan  # a missing pixel counts as zero, as an unmeasured one would
+    top = rng.uniform(0, 15, (3, 7))
+    bottom = top + rng.uniform(2, 20, (3, 7))
+    bottom[2, 6] = 60.0  # clipped to the image
+    top[0, 3] = np.nan  # no boundary: no value
+    got = motion.enface_projection(image, top, bottom)
+    for k in range(3):
+        for j in range(7):
+            if k == 0 and j == 3:
+                assert np.isnan(got[k, j])
+                continue
+            t, b = int(round(top[k, j])), min(int(round(bottom[k, j])), 40)
+            want = np.nansum(image[k, t:b, j]) / (b - t)
+            assert got[k, j] == pytest.approx(want, rel=1e-5)

@@ -76,6 +76,10 @@ def fovea_offset_um(
     return float(dx), float(dy), float(np.hypot(dx, dy))
 
 
+#: Disc diameter, in pixels, that find_disc works at: bigger fundus images are block-averaged.
+DISC_WORK_PX = 40
+
+
 def find_disc(
     fundus: np.ndarray, *, expected_diameter_px: float, bright: bool | None = None
 ) -> tuple[float, float, float, float]:
@@ -90,6 +94,16 @@ def find_disc(
     """
     img = np.nan_to_num(np.asarray(fundus, dtype=np.float64), nan=float(np.nanmedian(fundus)))
     d = max(3, int(round(expected_diameter_px)))
+    f = d // DISC_WORK_PX
+    if f > 1:
+        # A disc ~40 px across is found as well as one 150 px across, at a tenth of the cost:
+        # search a block-mean copy and map the answer back to full-size pixels.
+        h, w = (img.shape[0] // f) * f, (img.shape[1] // f) * f
+        small = img[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
+        x, y, diam, peak = find_disc(
+            small, expected_diameter_px=expected_diameter_px / f, bright=bright
+        )
+        return x * f + (f - 1) / 2.0, y * f + (f - 1) / 2.0, diam * f, peak
     sm = ndimage.gaussian_filter(img, sigma=max(1.0, d / 8.0))
     local = ndimage.uniform_filter(sm, size=d, mode="reflect")
     surround = ndimage.uniform_filter(sm, size=3 * d, mode="reflect")

@@ -127,18 +127,17 @@ def enface_projection(image: np.ndarray, top: np.ndarray, bottom: np.ndarray) ->
     Restricting the mean to the retina (ILM to BM) keeps the vitreous noise out, so the vessel
     shadows stand out. Units: those of ``image``; NaN where a boundary is missing.
     """
-    n, h, w = image.shape
-    csum = np.zeros((n, h + 1, w), np.float64)
-    np.cumsum(np.nan_to_num(image, nan=0.0), axis=1, out=csum[:, 1:])
+    h = image.shape[1]
     ok = np.isfinite(top) & np.isfinite(bottom)
     t = np.clip(np.round(np.nan_to_num(top)), 0, h).astype(np.intp)
     b = np.clip(np.round(np.nan_to_num(bottom)), 0, h).astype(np.intp)
     b = np.maximum(b, t + 1).clip(max=h)
     t = np.minimum(t, b - 1)
-    total = (
-        np.take_along_axis(csum, b[:, None], 1)[:, 0]
-        - np.take_along_axis(csum, t[:, None], 1)[:, 0]
-    )
+    # A masked sum over rows: a cumulative sum along the strided axis of a whole volume was
+    # twenty times slower.
+    z = np.arange(h)[None, :, None]
+    inside = (z >= t[:, None, :]) & (z < b[:, None, :]) & np.isfinite(image)
+    total = np.where(inside, image, 0).sum(axis=1, dtype=np.float64)
     return np.where(ok, total / (b - t), np.nan)
 
 
