@@ -11,15 +11,17 @@ much it trusts itself:
 3. RPE: the brightest row of the deepest bright band 120..600 um under the ILM (a thick
    peripapillary RNFL can be as bright as the RPE, so the brightest row alone is not enough).
 4. BM: the steepest fall under the lower of the EZ and RPE (either can be the brighter one).
-5. ONL bottom (ELM): the steepest rise in the 10..60 um above the EZ (the rise above the RPE).
+5. ONL bottom (ELM): the deepest strong rise 10..60 um above the EZ (the rise above the RPE).
 6. ONL top (OPL/ONL): the deepest strong fall between the ILM and the ONL bottom.
 7. RNFL lower boundary: the first strong fall in the 260 um under the ILM, above the ONL (at the
    fovea, where there is no RNFL, this falls back to the ILM).
 
 "Strong" is at least a set fraction of the strongest edge in the window: bands come in a known
 order, and the order names a boundary where "the strongest edge" would pick whichever
-neighbour happens to be brighter in this eye. Each boundary is then re-found near the running
-median of its neighbours, which bridges vessel shadows and drops isolated jumps.
+neighbour happens to be brighter in this eye. The weak inner edges (RNFL/GCL, OPL/ONL, ELM) are
+searched on a gradient averaged over ``LATERAL`` A-scans, so speckle does not pass for an edge.
+Each boundary is then re-found near the running median of its neighbours, which bridges vessel
+shadows and drops isolated jumps.
 
 Boundaries are row positions with sub-pixel refinement (parabola through the gradient peak),
 following the convention of the phantom: a boundary at ``z`` means the band below starts at
@@ -50,7 +52,9 @@ RPE_BELOW_UM = 60.0  # how far under the brightest outer row the RPE may still l
 BM_BAND_UM = 20.0  # BM is re-found within this distance of its running median
 RPE_MARGIN = 0.08  # normalised log level: rows this close to the RPE's level count as RPE
 RPE_COMPLEX_MARGIN = 0.15  # rows this close to the brightest outer row belong to a bright band
-ONL_TOP_LEVEL = 0.5  # a fall this strong, relative to the strongest, can be the OPL/ONL edge
+ELM_BAND_UM = 8.0  # the thin, smooth ELM is re-found this close to its running median
+ELM_LEVEL = 0.5  # a rise this strong, relative to the strongest, can be the ELM
+ONL_TOP_LEVEL = 0.35  # a fall this strong, relative to the strongest, can be the OPL/ONL edge
 GUIDE_COLUMNS = 31  # A-scans of the running median that guides the boundary search
 
 
@@ -269,8 +273,8 @@ def segment(scan: Scan) -> Segmentation:
     # speckle edge inside a noisy ONL must not pass for the ELM or the OPL/ONL edge.
     fall = -ndimage.uniform_filter1d(grad, size=LATERAL, axis=2, mode="nearest")
     rise = -fall
-    onlb_i = _windowed_argmax(rise, onlb_lo, onlb_hi)
-    onlb_i = _guided(rise, onlb_i, max(2, int(round(20.0 / um))), onlb_lo, onlb_hi)
+    onlb_i = _strong_row(rise, onlb_lo, onlb_hi, frac=ELM_LEVEL)
+    onlb_i = _guided(rise, onlb_i, max(1, int(round(ELM_BAND_UM / um))), onlb_lo, onlb_hi)
     onl_bottom = _refine(rise, onlb_i) + 0.5
     onlt_hi = np.maximum(onlb_i - int(round(20.0 / um)), ilm_i + 2)
     # The OPL/ONL fall is the deepest strong fall above the ONL: near the disc the RNFL/GCL
