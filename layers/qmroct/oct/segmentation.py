@@ -43,7 +43,7 @@ from scipy import ndimage
 from qmroct.oct.model import IntensityScale, Scan
 
 BOUNDARIES: tuple[str, ...] = ("ilm", "rnfl", "onl_top", "onl_bottom", "bm")
-LATERAL = 11  # A-scans averaged for the weak inner edges (RNFL/GCL, OPL/ONL)
+LATERAL = 11  # A-scans averaged for the weak inner edges (RNFL/GCL, OPL/ONL, ELM)
 RNFL_MAX_UM = 260.0  # deepest RNFL/GCL edge searched for (peripapillary RNFL, superior pole)
 RNFL_LEVEL = 0.5  # a fall this strong, relative to the strongest, can be the RNFL/GCL edge
 CONFIDENT_STEP = 6.0  # step heights of this many noise SDs and more give confidence 1
@@ -271,8 +271,8 @@ def segment(scan: Scan) -> Segmentation:
     onlb_hi = np.maximum(ez_i - max(1, int(round(10.0 / um))), onlb_lo + 1)
     # The layers are laterally smooth, so average the gradient over more A-scans first: a
     # speckle edge inside a noisy ONL must not pass for the ELM or the OPL/ONL edge.
-    fall = -ndimage.uniform_filter1d(grad, size=LATERAL, axis=2, mode="nearest")
-    rise = -fall
+    rise = ndimage.uniform_filter1d(grad, size=LATERAL, axis=2, mode="nearest")
+    fall = -rise
     onlb_i = _strong_row(rise, onlb_lo, onlb_hi, frac=ELM_LEVEL)
     onlb_i = _guided(rise, onlb_i, max(1, int(round(ELM_BAND_UM / um))), onlb_lo, onlb_hi)
     onl_bottom = _refine(rise, onlb_i) + 0.5
