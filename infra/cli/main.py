@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "qmroct.cli.orch_cmds",
     "qmroct.cli.gateway_cmds",
     "qmroct.cli.store_cmds",
+    "qmroct.cli.monitor_cmds",
 )
 
 
