@@ -60,3 +60,7 @@ GROUPS: dict[str, click.Group] = {
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(_name).register(cli, GROUPS)
+
+
+if __name__ == "__main__":
+    cli()

@@ -10,9 +10,23 @@ from pathlib import Path
 import click
 from qmroct.config import load_settings
 
+_last_line = {"text": "", "at": 0.0}
+
 
 def _progress(msg: str) -> None:
-    click.echo(msg, err=True, nl=not msg.startswith("\r"))
+    """Progress on stderr: a live line in a terminal; in a log, plain lines, at most one a
+    second and only when something changed."""
+    if not msg.startswith("\r"):
+        click.echo(msg, err=True, nl=not msg.endswith("\n"))
+        return
+    if sys.stderr.isatty():
+        click.echo(msg, err=True, nl=False)
+        return
+    text = msg.strip()
+    now = time.monotonic()
+    if text and text != _last_line["text"] and now - _last_line["at"] >= 1.0:
+        _last_line.update(text=text, at=now)
+        click.echo(text, err=True)
 
 
 @click.command()
@@ -185,15 +199,38 @@ def status(as_json: bool, limit: int) -> None:
     help="measure activations in flight (2 suits this machine's 2 cores)",
 )
 @click.option("--scans", type=click.IntRange(1, 100), default=12, show_default=True)
-def bench_paper(as_json: bool, cap: int, scans: int) -> None:
+@click.option(
+    "--monitor",
+    "monitor_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="sample every component once a second during the run and write monitor.csv and a "
+    "report (report.html, report.json) with the upload and quality phases marked here",
+)
+def bench_paper(as_json: bool, cap: int, scans: int, monitor_dir: Path | None) -> None:
     """The paper's workload end to end: 12 volumes (~294 MB) uploaded, the whole suite computed.
 
     Prints end-to-end seconds beside the paper's 94 s upload plus 880 s quality assessment
     (3 measures on 4 virtual machines).
     """
+    import contextlib
+    import os
+
     from qmroct.embedded.bench import run_paper_bench
 
-    figures = run_paper_bench(cap=cap, scans=scans, progress=_progress)
+    with contextlib.ExitStack() as stack:
+        if monitor_dir is not None:
+            from qmroct.monitor.exporters import monitor_process
+
+            monitor_dir.mkdir(parents=True, exist_ok=True)
+            (monitor_dir / "monitor.csv").unlink(missing_ok=True)
+            stack.enter_context(monitor_process(monitor_dir / "monitor.csv", os.getpid()))
+        figures = run_paper_bench(cap=cap, scans=scans, progress=_progress)
+    if monitor_dir is not None:
+        from qmroct.monitor.report import paper_report
+
+        paper_report(figures, monitor_dir)
+        _progress(f"monitor report: {monitor_dir / 'report.html'}")
     if as_json:
         click.echo(figures.model_dump_json(indent=2))
     else:

@@ -109,6 +109,10 @@ class PaperFigures(BaseModel):
     paper_measures: int = 3
     speedup: float = 0.0
     target_s: float = 30.0
+    # UNIX times of the phase boundaries, to mark them on a monitor's time series.
+    started_at: float = 0.0
+    uploaded_at: float = 0.0
+    finished_at: float = 0.0
 
     def lines(self) -> list[str]:
         ok = "meets" if self.end_to_end_s < self.target_s else "misses"
@@ -143,9 +147,9 @@ def run_paper_bench(
         # running deployment; each measure action's first container starts cold inside the
         # timed run, and that counts.
         say(f"uploading {megabytes:.0f} MB")
-        t0 = time.monotonic()
+        t0, wall0 = time.monotonic(), time.time()
         summary = _uploader(stack, "PAPER").upload_paths(files, workers=2)
-        t_up = time.monotonic()
+        t_up, wall_up = time.monotonic(), time.time()
         expected = scans * len(published)
         idle = stack.wait_idle(
             timeout_s=1800,
@@ -153,7 +157,7 @@ def run_paper_bench(
             settle_s=0.0,
             progress=lambda s: say(f"\rjobs done {s.done}/{expected}, in flight {s.in_flight}  "),
         )
-        t_end = time.monotonic()
+        t_end, wall_end = time.monotonic(), time.time()
         say("\n")
         failed = idle.dead + sum(
             o.status not in ("uploaded", "duplicate") for o in summary.outcomes
@@ -177,4 +181,7 @@ def run_paper_bench(
         failed=failed,
         cap=cap,
         speedup=round((PAPER_UPLOAD_S + PAPER_QA_S) / max(end_to_end, 1e-9), 1),
+        started_at=wall0,
+        uploaded_at=wall_up,
+        finished_at=wall_end,
     )

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import csv
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -117,3 +121,37 @@ def status_line(samples: list[ComponentSample]) -> str:
         for s in sorted(samples, key=lambda s: s.component)
     ]
     return "  ".join(parts) if parts else "(no component running)"
+
+
+@contextmanager
+def monitor_process(csv_path: Path, pid: int, label: str = "stack") -> Iterator[Path]:
+    """Run ``qmroct monitor`` in its own process over ``pid`` (and its descendants, each
+    container under its action's label) for the duration of the block, so the sampling's own
+    CPU is not counted in what it measures. Yields the CSV path."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qmroct.cli.main",
+            "monitor",
+            "--quiet",
+            "--pid",
+            f"{label}={pid}",
+            "--csv",
+            str(csv_path),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield csv_path
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()

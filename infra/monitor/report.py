@@ -13,9 +13,13 @@ import io
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 from qmroct.monitor.sampler import ComponentSample
+
+if TYPE_CHECKING:
+    from qmroct.embedded.bench import PaperFigures
 
 
 class Span(BaseModel):
@@ -25,6 +29,15 @@ class Span(BaseModel):
     start: float
     end: float
     group: str = Field("", description="what kind of span: phase, or a user role")
+
+
+class PhaseComparison(BaseModel):
+    """One phase of a run beside the same phase of a reference run (e.g. a published one)."""
+
+    phase: str
+    seconds: float
+    reference_seconds: float
+    reference: str
 
 
 class SpanUsage(BaseModel):
@@ -45,6 +58,7 @@ class MonitorReport(BaseModel):
     components: list[str]
     spans: list[Span]
     usage: list[SpanUsage]
+    phases: list[PhaseComparison] = Field(default_factory=list)
 
 
 def read_spans(path: Path | None) -> list[Span]:
@@ -135,10 +149,12 @@ def write_report(
     out_dir: Path,
     title: str = "qmroct monitor",
     extra: dict[str, object] | None = None,
+    phases: list[PhaseComparison] | None = None,
 ) -> MonitorReport:
     """Write ``report.html`` (plots and tables), ``report.json`` and ``monitor.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     report = summarise(samples, spans)
+    report.phases = list(phases or [])
     payload = report.model_dump()
     if extra:
         payload["extra"] = extra
@@ -162,8 +178,20 @@ def write_report(
         for u in report.usage
     )
     extra_html = ""
+    if report.phases:
+        extra_html += (
+            "<h2>Phases beside the reference</h2><table><tr><th>phase</th><th>here (s)</th>"
+            "<th>reference (s)</th><th>reference</th><th>ratio</th></tr>"
+            + "".join(
+                f"<tr><td>{html.escape(p.phase)}</td><td>{p.seconds:.1f}</td>"
+                f"<td>{p.reference_seconds:.0f}</td><td>{html.escape(p.reference)}</td>"
+                f"<td>x{p.reference_seconds / max(p.seconds, 1e-9):.0f} faster</td></tr>"
+                for p in report.phases
+            )
+            + "</table>"
+        )
     if extra:
-        extra_html = "<h2>Figures</h2><pre>" + html.escape(json.dumps(extra, indent=2)) + "</pre>"
+        extra_html += "<h2>Figures</h2><pre>" + html.escape(json.dumps(extra, indent=2)) + "</pre>"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:72em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}td:nth-child(-n+2){{text-align:left}}
@@ -174,3 +202,43 @@ user actions.</p>{img}<h2>Use per span and component</h2><table>{head}{rows}</ta
 </body></html>"""
     (out_dir / "report.html").write_text(page, encoding="utf-8")
     return report
+
+
+def paper_report(figures: PaperFigures, out_dir: Path) -> MonitorReport:
+    """The monitor's series of a ``qmroct bench paper`` run, with its upload and quality
+    phases marked and set beside the QMROCT paper's phases for the same workload."""
+    from qmroct.monitor.exporters import read_csv
+
+    spans = [
+        Span(label="upload", start=figures.started_at, end=figures.uploaded_at, group="phase"),
+        Span(label="quality", start=figures.uploaded_at, end=figures.finished_at, group="phase"),
+    ]
+    ref = "QMROCT paper (3 measures, 4 VMs)"
+    phases = [
+        PhaseComparison(
+            phase="upload",
+            seconds=figures.upload_s,
+            reference_seconds=figures.paper_upload_s,
+            reference=ref,
+        ),
+        PhaseComparison(
+            phase="quality",
+            seconds=figures.quality_s,
+            reference_seconds=figures.paper_quality_s,
+            reference=ref,
+        ),
+        PhaseComparison(
+            phase="end to end",
+            seconds=figures.end_to_end_s,
+            reference_seconds=figures.paper_end_to_end_s,
+            reference=ref,
+        ),
+    ]
+    return write_report(
+        read_csv(out_dir / "monitor.csv"),
+        spans,
+        out_dir,
+        title=f"qmroct bench paper: {figures.scans} volumes, {figures.megabytes:.0f} MB",
+        extra=figures.model_dump(),
+        phases=phases,
+    )

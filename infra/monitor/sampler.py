@@ -18,6 +18,7 @@ the bytes each process asked the kernel to read and write (/proc/<pid>/io ``rcha
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -72,7 +73,8 @@ def _label_for(proc: psutil.Process) -> str | None:
     if name in ("postgres", "postmaster"):
         return "postgresql"
     joined = " ".join(cmd)
-    if "proxy.py" in joined:
+    # The proxy script is an argument of its own (``python -P .../runtime/proxy.py ...``).
+    if any(Path(a).name == "proxy.py" for a in cmd):
         if _ACTION_FLAG in cmd:
             i = cmd.index(_ACTION_FLAG)
             if i + 1 < len(cmd):
@@ -104,40 +106,39 @@ def _stack_roots() -> list[int]:
 
 
 def discover(home: Path | None = None, extra: dict[str, int] | None = None) -> list[Component]:
-    """The components present now: the stack under ``home`` (or, without a home, every process
-    that runs containers) and its descendants, every PostgreSQL process on the machine, a
-    separate ``qmroct web``, and ``extra`` (label to pid, with that pid's descendants)."""
-    groups: dict[str, set[int]] = defaultdict(set)
-    seen: set[int] = set()
+    """The components present now.
 
-    def add_tree(label: str, pid: int, relabel: bool) -> None:
+    ``extra`` (label to pid) names what to watch: each pid and its descendants, containers
+    under their action's label. Without it: the stack whose ``stack.json`` is in ``home`` (or,
+    without a home, every process that runs containers) and its descendants, plus every
+    PostgreSQL process on the machine and a separate ``qmroct web``. The monitor's own process
+    is never counted.
+    """
+    groups: dict[str, set[int]] = defaultdict(set)
+    seen: set[int] = {os.getpid()}
+
+    def add_tree(label: str, pid: int) -> None:
         try:
-            root = psutil.Process(pid)
-            children = root.children(recursive=True)
+            children = psutil.Process(pid).children(recursive=True)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return
-        groups[label].add(pid)
-        seen.add(pid)
-        for child in children:
-            own = _label_for(child) if relabel else None
-            groups[own or label].add(child.pid)
-            seen.add(child.pid)
+        for proc in [psutil.Process(pid), *children]:
+            if proc.pid in seen:
+                continue
+            own = _label_for(proc) if proc.pid != pid else None
+            groups[own or label].add(proc.pid)
+            seen.add(proc.pid)
 
     for label, pid in (extra or {}).items():
-        add_tree(label, pid, relabel=True)
-    if home is not None:
-        roots = [pid] if (pid := _stack_pid(home)) is not None else []
-    else:
-        roots = _stack_roots()
+        add_tree(label, pid)
+    if extra:
+        return [Component(name=k, pids=sorted(v)) for k, v in sorted(groups.items())]
+    roots = _stack_roots() if home is None else [p for p in [_stack_pid(home)] if p is not None]
     for pid in roots:
-        if pid not in seen:
-            add_tree("stack", pid, relabel=True)
+        add_tree("stack", pid)
     for proc in psutil.process_iter():
-        if proc.pid in seen:
-            continue
-        label = _label_for(proc)
-        if label in ("postgresql", "web"):
-            groups[label].add(proc.pid)
+        if proc.pid not in seen and _label_for(proc) in ("postgresql", "web"):
+            groups[str(_label_for(proc))].add(proc.pid)
     return [Component(name=k, pids=sorted(v)) for k, v in sorted(groups.items())]
 
 

@@ -156,6 +156,9 @@ class Container:
                     str(self.memory_mb),
                     "--workdir",
                     str(self.workdir),
+                    # A label for `qmroct monitor`, which finds containers by command line.
+                    "--action",
+                    self.key.split("@", 1)[0].rsplit("/", 1)[-1],
                 ],
                 env={"PYTHONIOENCODING": "utf-8", **self.env},
                 stdin=subprocess.DEVNULL,

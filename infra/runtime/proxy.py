@@ -196,6 +196,7 @@ def main() -> None:
     parser.add_argument("--address-space-mb", type=int, default=0)
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--workdir", default=tempfile.gettempdir())
+    parser.add_argument("--action", default="", help="the action's name (a label only)")
     args = parser.parse_args()
     if args.address_space_mb > 0:
         limit = args.address_space_mb * 1024 * 1024

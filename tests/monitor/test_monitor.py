@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
@@ -83,21 +83,31 @@ def test_sampler_drops_a_process_that_ended(burner) -> None:
     assert sampler.sample()[0].processes == 0
 
 
-def test_discover_labels_containers_by_action_and_finds_their_stack(burner) -> None:
-    # A process whose command line looks like a container proxy of action measure-signal.
-    proc = burner(0.0, 1, "proxy.py", "--action", "measure-signal")
-    deadline = time.monotonic() + 10
-    comps: dict[str, Component] = {}
-    while time.monotonic() < deadline:
+def test_discover_labels_containers_by_action_and_finds_their_stack() -> None:
+    # A stand-in stack process whose child's command line looks like a container proxy of
+    # action measure-signal.
+    stack_code = (
+        "import subprocess, sys, time\n"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', "
+        "'proxy' + '.py', '--action', 'measure-signal'])\n"
+        "print(c.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    stack = subprocess.Popen([sys.executable, "-c", stack_code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert stack.stdout is not None
+        child = int(stack.stdout.readline())
         comps = {c.name: c for c in discover()}
-        if "action:measure-signal" in comps:
-            break
-        time.sleep(0.05)
-    assert comps["action:measure-signal"].pids == [proc.pid]
-    # Its parent (this test process) runs containers, so it is found as a stack.
-    import os
-
-    assert os.getpid() in comps["stack"].pids
+        assert comps["action:measure-signal"].pids == [child]
+        assert stack.pid in comps["stack"].pids
+        # Naming a process to watch turns the machine-wide search off.
+        named = {c.name: c.pids for c in discover(extra={"mine": stack.pid})}
+        assert named == {"mine": [stack.pid], "action:measure-signal": [child]}
+    finally:
+        for p in psutil.Process(stack.pid).children(recursive=True):
+            p.kill()
+        stack.kill()
+        stack.wait()
 
 
 def test_discover_with_home_reads_the_stack_pid(tmp_path: Path, burner) -> None:
