@@ -32,7 +32,7 @@ def _uploader(settings: Settings, project: str | None, compress: str | None, pro
         raise click.UsageError("no project: pass --project or set QMROCT_XNAT_PROJECT")
     if settings.store == "minio" and not settings.store_endpoint:
         raise click.UsageError("QMROCT_STORE_ENDPOINT is not set for the minio store")
-    store = store_from_settings(settings)
+    store = store_from_settings(settings, "gateway")
     # The local store serves bytes as stored (no Content-Encoding), so it gets them raw.
     default = "auto" if settings.store == "minio" else "none"
     return Uploader(

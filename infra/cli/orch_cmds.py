@@ -9,10 +9,10 @@ import click
 from qmroct.config import Settings, load_settings
 
 
-def _store(settings: Settings) -> Any:
+def _store(settings: Settings, role: str | None = None) -> Any:
     from qmroct.objectstore import store_from_settings
 
-    return store_from_settings(settings)
+    return store_from_settings(settings, role)
 
 
 def _ledger(settings: Settings) -> Any:
@@ -27,7 +27,12 @@ def _publish(name: str, version: str, state: str, fields: dict[str, Any]) -> Non
 
     settings = load_settings()
     pub = publish_measure(
-        _store(settings), name, version, state=state, bucket=settings.measures_bucket, **fields
+        _store(settings, "measure-developer"),
+        name,
+        version,
+        state=state,
+        bucket=settings.measures_bucket,
+        **fields,
     )
     click.echo(
         f"{pub.state} {pub.name} {pub.version}: s3://{settings.measures_bucket}/"

@@ -124,7 +124,7 @@ def up(inbox: Path | None, project: str, cap: int | None) -> None:
             gw = stack.home / "gateway"
             gw.mkdir(exist_ok=True)
             state = GatewayState(gw / "state.sqlite3")
-            _, store, _ = stack.require()
+            store = stack.role_store("gateway")
             uploader = Uploader(
                 store, PseudonymStore(gw / "pseudonyms.sqlite3"), state, project=project
             )

@@ -85,7 +85,8 @@ def run_demo(
     work = home / "inbox"
     work.mkdir(parents=True, exist_ok=True)
     with EmbeddedStack(home, StackOptions(cap=cap)) as stack:
-        ledger, store, _ = stack.require()
+        ledger, _, _ = stack.require()
+        store = stack.role_store("gateway")
         published = stack.publish_suite()
         say(f"published {len(published)} measures: {', '.join(published)}")
         n_measures = len(published) or len(ledger.catalog.active_measures())

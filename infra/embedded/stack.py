@@ -25,6 +25,7 @@ from qmroct.localstore.server import LocalStoreServer
 from qmroct.localstore.store import LocalFolderStore
 from qmroct.objectstore.base import NotificationTarget
 from qmroct.objectstore.local import LocalStoreClient
+from qmroct.policies import ROLES, role_policy
 from qmroct.runtime import EmbeddedWhisk
 from qmroct.storage import buckets
 from qmroct.storage.ledger import Ledger
@@ -64,14 +65,23 @@ class Idle(BaseModel):
     seconds: float
 
 
-def _secrets(home: Path) -> dict[str, str]:
+def _secrets(home: Path) -> dict[str, Any]:
     # Kept beside the data so a restarted stack can still verify URLs it signed before.
     path = home / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    values = {"store_secret": secrets.token_urlsafe(32)}
-    path.write_text(json.dumps(values))
-    os.chmod(path, 0o600)
+    values: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    changed = "store_secret" not in values
+    values.setdefault("store_secret", secrets.token_urlsafe(32))
+    roles = values.setdefault("roles", {})
+    for role in ROLES:
+        if role not in roles:
+            roles[role] = {
+                "access_key": f"qmroct-{role}",
+                "secret_key": secrets.token_urlsafe(32),
+            }
+            changed = True
+    if changed:
+        path.write_text(json.dumps(values, indent=1))
+        os.chmod(path, 0o600)
     return values
 
 
@@ -87,6 +97,7 @@ class EmbeddedStack:
         self.ledger: Ledger | None = None
         self.store: LocalStoreClient | None = None
         self.ow: OpenWhiskClient | None = None
+        self.roles: dict[str, dict[str, str]] = {}
 
     @property
     def ledger_url(self) -> str:
@@ -96,18 +107,27 @@ class EmbeddedStack:
     def start(self) -> EmbeddedStack:
         self.home.mkdir(parents=True, exist_ok=True)
         opts = self.options
-        secret = _secrets(self.home)["store_secret"]
+        kept = _secrets(self.home)
+        secret = kept["store_secret"]
         self.ledger = Ledger.open(self.ledger_url)
         self.folder_store = LocalFolderStore(self.home / "store", retry_interval=opts.event_retry_s)
         self.store_server = LocalStoreServer(self.folder_store, secret=secret).start()
         access_key = self.store_server.access_key
+        # One credential per role, held to the role's policy as MinIO would hold it: the
+        # actions get the orchestration role's keys, the CLI commands the keys of theirs.
+        self.roles = kept["roles"]
+        for role, keys in self.roles.items():
+            self.store_server.add_user(
+                keys["access_key"], keys["secret_key"], role_policy(role), role=role
+            )
         self.store = LocalStoreClient(self.store_server.endpoint, access_key, secret)
+        orch = self.roles["orchestration"]
         env = {
             "QMROCT_LEDGER_URL": self.ledger_url,
             "QMROCT_STORE": "local",
             "QMROCT_STORE_ENDPOINT": self.store_server.endpoint,
-            "QMROCT_STORE_ACCESS_KEY": access_key,
-            "QMROCT_STORE_SECRET_KEY": secret,
+            "QMROCT_STORE_ACCESS_KEY": orch["access_key"],
+            "QMROCT_STORE_SECRET_KEY": orch["secret_key"],
             "QMROCT_MAX_INFLIGHT": str(opts.cap),
             "QMROCT_LEASE_S": str(opts.lease_s),
             "QMROCT_SWEEP_S": str(opts.sweep_s),
@@ -136,6 +156,7 @@ class EmbeddedStack:
             "store_endpoint": self.store_server.endpoint,
             "store_access_key": access_key,
             "store_secret_key": secret,
+            "roles": self.roles,
             "ow_api_host": self.whisk.api_host,
             "ledger_url": self.ledger_url,
             "pid": os.getpid(),
@@ -188,13 +209,21 @@ class EmbeddedStack:
             raise ConfigError("the embedded stack is not started")
         return self.ledger, self.store, self.ow
 
+    def role_store(self, role: str) -> LocalStoreClient:
+        """A client of the embedded store holding ``role``'s keys (and only its rights)."""
+        if self.store_server is None:
+            raise ConfigError("the embedded stack is not started")
+        keys = self.roles[role]
+        return LocalStoreClient(self.store_server.endpoint, keys["access_key"], keys["secret_key"])
+
     def publish_suite(self, names: list[str] | None = None) -> list[str]:
         """Publish every measure in the code's registry (or ``names``) at its own version,
         unless that version is already published. Returns what was published."""
         from qmroct.measures.base import registry
         from qmroct.orchestration.publication import publish_measure
 
-        ledger, store, _ = self.require()
+        ledger, _, _ = self.require()
+        store = self.role_store("measure-developer")
         published = {(m.name, m.version) for m in ledger.catalog.active_measures()}
         done = []
         for name, cls in sorted(registry().items()):

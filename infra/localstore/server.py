@@ -9,6 +9,13 @@ Two doors:
 - ``/_api/...``: signed requests (access key + HMAC-SHA256) from trusted clients
   (:class:`qmroct.objectstore.local.LocalStoreClient`): buckets, objects, listings, versions,
   notification targets and multipart uploads.
+
+Every request is authorised as MinIO authorises it: the owner's key (the server's
+``access_key``) may do everything, as MinIO's root user may; any other key is a user with a
+policy (:meth:`LocalStoreServer.add_user`, one per role), and each call is checked against it
+with the IAM action MinIO's handler checks for that call (cited per route below). A presigned
+URL carries its signer's rights, as in MinIO: a URL signed by a role that may not read scans
+reads none.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from xml.sax.saxutils import escape
 from pydantic import TypeAdapter, ValidationError
 from qmroct.errors import ConfigError, InvalidKey
 from qmroct.httpservice import BackgroundHTTPServer
+from qmroct.localstore.iam import Policy, resource_arn
 from qmroct.localstore.store import LocalFolderStore, RequestContext
 from qmroct.objectstore.base import NotificationTarget, ObjectInfo
 from qmroct.objectstore.errors import (
@@ -36,6 +44,8 @@ from qmroct.objectstore.errors import (
     StoreError,
 )
 from qmroct.objectstore.signing import (
+    ALGORITHM,
+    Q_CRED,
     SignatureError,
     is_presigned,
     verify_presigned,
@@ -62,6 +72,33 @@ _ERRORS: list[tuple[type[Exception], int, str]] = [
 ]
 _TARGETS = TypeAdapter(list[NotificationTarget])
 _PARTS = TypeAdapter(list[tuple[int, str]])
+
+
+class User:
+    """One credential of the store: its secret and, except for the owner, its policy."""
+
+    def __init__(self, access_key: str, secret: str, policy: Policy | None, role: str) -> None:
+        self.access_key, self.secret, self.policy, self.role = access_key, secret, policy, role
+
+    def authorize(self, actions: tuple[str, ...], bucket: str, key: str = "") -> None:
+        """Raise a 403 unless one of ``actions`` (MinIO's checks for this call, tried in turn)
+        is allowed on the bucket or object."""
+        if self.policy is None:
+            return  # the owner, like MinIO's root user
+        arn = resource_arn(bucket, key)
+        if not any(self.policy.allows(a, arn) for a in actions):
+            raise _Reply(
+                403, "AccessDenied", f"{self.role or self.access_key} may not {actions[0]} on {arn}"
+            )
+
+
+def _request_credential(headers: dict[str, str]) -> str:
+    """The access key named by a signed request's Authorization header."""
+    auth = headers.get("authorization", "")
+    if not auth.startswith(f"{ALGORITHM} "):
+        return ""
+    fields = dict(p.split("=", 1) for p in auth[len(ALGORITHM) + 1 :].split(",") if "=" in p)
+    return fields.get("Credential", "")
 
 
 class _Reply(Exception):
@@ -185,9 +222,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reply(405, "MethodNotAllowed", f"{self.command} is not allowed by URL")
         srv = self.server
         ctype = self.headers.get("Content-Type", "")
+        user = srv.user(query.get(Q_CRED, ""))
         verify_presigned(
-            access_key=srv.access_key,
-            secret_key=srv.secret,
+            access_key=user.access_key,
+            secret_key=user.secret,
             method=self.command,
             bucket=bucket,
             key=key,
@@ -195,8 +233,11 @@ class _Handler(BaseHTTPRequestHandler):
             content_type=ctype,
         )
         if self.command == "GET":
-            self._stream_object(bucket, key, query.get("versionId") or None)
+            version_id = query.get("versionId") or None
+            user.authorize(_read_actions(version_id), bucket, key)
+            self._stream_object(bucket, key, version_id)
             return
+        user.authorize(("s3:PutObject",), bucket, key)
         length = self._content_length(MAX_PRESIGNED_PUT)
         info = srv.store.put(
             bucket,
@@ -245,45 +286,81 @@ class _Handler(BaseHTTPRequestHandler):
     def _api(self, raw_path: str, raw_query: str, query: dict[str, str]) -> None:
         srv = self.server
         body = self._read_body(MAX_API_BODY)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        user = srv.user(_request_credential(headers))
         verify_request(
-            access_key=srv.access_key,
-            secret_key=srv.secret,
+            access_key=user.access_key,
+            secret_key=user.secret,
             method=self.command,
             path=raw_path,
             raw_query=raw_query,
-            headers={k.lower(): v for k, v in self.headers.items()},
+            headers=headers,
             body=body,
         )
         route, _, rest = raw_path[len(API_PREFIX) :].partition("/")
         store = srv.store
-        ctx = self._context(srv.access_key)
+        ctx = self._context(user.access_key)
         method = self.command
         if route == "bucket":
             bucket, _ = self._bucket_key("/" + rest, need_key=False)
             if method == "PUT":
+                # MinIO: PutBucketHandler checks s3:CreateBucket, PutBucketVersioningHandler
+                # s3:PutBucketVersioning (cmd/bucket-handlers.go, bucket-versioning-handler.go).
                 versioning = query.get("versioning", "true") == "true"
+                exists = store.bucket_exists(bucket)
+                user.authorize(("s3:HeadBucket", "s3:ListBucket"), bucket)
+                if not exists:
+                    user.authorize(("s3:CreateBucket",), bucket)
+                if "setVersioning" in query or (versioning and not exists):
+                    user.authorize(("s3:PutBucketVersioning",), bucket)
                 store.ensure_bucket(bucket, versioning=versioning)
                 if "setVersioning" in query:
                     store.set_versioning(bucket, versioning)
                 return self._json(200, {"bucket": bucket})
             if method == "GET":
+                # MinIO's HeadBucketHandler: s3:HeadBucket, else s3:ListBucket.
+                user.authorize(("s3:HeadBucket", "s3:ListBucket"), bucket)
                 return self._json(200, {"exists": store.bucket_exists(bucket)})
         elif route == "notification":
             bucket, _ = self._bucket_key("/" + rest, need_key=False)
             if method == "PUT":
+                user.authorize(("s3:PutBucketNotification",), bucket)
                 store.set_notification(bucket, _TARGETS.validate_json(body))
                 return self._json(200, {"bucket": bucket})
             if method == "GET":
+                user.authorize(("s3:GetBucketNotification",), bucket)
                 targets = store.get_notification(bucket)
                 return self._json(200, [t.model_dump() for t in targets])
         elif route == "list":
             bucket, _ = self._bucket_key("/" + rest, need_key=False)
+            user.authorize(("s3:ListBucket",), bucket)
             infos = store.list(bucket, query.get("prefix", ""))
             return self._json(200, [i.model_dump(mode="json") for i in infos])
         elif route in ("object", "stat", "versions", "uploads"):
             bucket, key = self._bucket_key("/" + rest)
+            self._authorize_object(user, route, method, bucket, key, query)
             return self._object_api(route, method, bucket, key, query, body, ctx)
         raise _Reply(400, "InvalidRequest", f"unknown API call {method} {route!r}")
+
+    @staticmethod
+    def _authorize_object(
+        user: User, route: str, method: str, bucket: str, key: str, query: dict[str, str]
+    ) -> None:
+        """The IAM action of each object call, as MinIO's handlers check it."""
+        if route == "versions":
+            # ListObjectVersions: s3:ListBucketVersions, else s3:ListBucket (cmd/auth-handler.go).
+            user.authorize(("s3:ListBucketVersions", "s3:ListBucket"), bucket)
+        elif route in ("object", "stat") and method in ("GET", "HEAD"):
+            user.authorize(_read_actions(query.get("versionId") or None), bucket, key)
+        elif route == "uploads" and method == "GET":
+            # ListObjectPartsHandler (cmd/object-multipart-handlers.go).
+            user.authorize(("s3:ListMultipartUploadParts",), bucket, key)
+        elif route == "uploads" and method == "DELETE":
+            user.authorize(("s3:AbortMultipartUpload",), bucket, key)
+        else:
+            # PUT object, and create / upload part / complete of a multipart upload: every one
+            # is s3:PutObject in MinIO (isPutActionAllowed, cmd/object-*handlers.go).
+            user.authorize(("s3:PutObject",), bucket, key)
 
     def _object_api(
         self,
@@ -346,11 +423,25 @@ class _Handler(BaseHTTPRequestHandler):
         raise _Reply(400, "InvalidRequest", f"unknown API call {method} {route!r}")
 
 
+def _read_actions(version_id: str | None) -> tuple[str, ...]:
+    # HEAD and GET are both s3:GetObject (MinIO's HeadObjectHandler and GetObjectHandler). A
+    # versioned read also needs s3:GetObjectVersion in AWS and moto; MinIO asks s3:GetObject
+    # only. The stricter rule holds here, so a policy that works here works on all three.
+    return ("s3:GetObjectVersion",) if version_id else ("s3:GetObject",)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     store: LocalFolderStore
     secret: str
     access_key: str
+    users: dict[str, User]
+
+    def user(self, access_key: str) -> User:
+        found = self.users.get(access_key) if access_key else None
+        if found is None:
+            raise _Reply(403, "InvalidAccessKeyId", "the access key does not exist")
+        return found
 
 
 class LocalStoreServer(BackgroundHTTPServer):
@@ -378,7 +469,22 @@ class LocalStoreServer(BackgroundHTTPServer):
         httpd.store = store
         httpd.secret = secret
         httpd.access_key = access_key
+        httpd.users = {access_key: User(access_key, secret, None, "owner")}
+        self._httpd_users = httpd.users
         super().__init__(httpd, host)
         self.access_key = access_key
         if not store.origin_endpoint:
             store.origin_endpoint = self.endpoint
+
+    def add_user(
+        self, access_key: str, secret: str, policy: dict[str, Any], *, role: str = ""
+    ) -> None:
+        """Add (or replace) a credential held to ``policy`` (an IAM policy document), as
+        ``mc admin user add`` plus ``mc admin policy attach`` do on MinIO."""
+        if not access_key or not secret:
+            raise ConfigError("a store user needs a non-empty access key and secret")
+        if access_key == self.access_key:
+            raise ConfigError(f"{access_key!r} is the owner's key; pick another for a user")
+        self._httpd_users[access_key] = User(
+            access_key, secret, Policy(policy, name=role or access_key), role
+        )

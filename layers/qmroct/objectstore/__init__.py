@@ -39,11 +39,14 @@ def open_store(
     raise ConfigError(f"unknown object store kind {kind!r} (expected 'local' or 'minio')")
 
 
-def store_from_settings(settings: Settings) -> ObjectStore:
+def store_from_settings(settings: Settings, role: str | None = None) -> ObjectStore:
     """The store the configuration names.
 
     For the local store with no endpoint configured, the one a running ``qmroct up`` announced
-    in ``QMROCT_HOME/stack.json`` is used, so commands on the same machine need no setup.
+    in ``QMROCT_HOME/stack.json`` is used, so commands on the same machine need no setup; with
+    ``role`` (``gateway``, ``measure-developer``, ...), with that role's keys, so the command
+    holds the same rights as on MinIO. Configured keys (``QMROCT_STORE_ACCESS_KEY``) are used
+    as they are: on MinIO they are the role's.
     """
     if settings.store == "local" and not settings.store_endpoint:
         import json
@@ -55,8 +58,12 @@ def store_from_settings(settings: Settings) -> ObjectStore:
                 "start one with `qmroct up`, or set QMROCT_STORE=minio and QMROCT_STORE_ENDPOINT"
             )
         s = json.loads(info.read_text())
+        keys = s.get("roles", {}).get(role or "", {})
         return open_store(
-            "local", s["store_endpoint"], s["store_access_key"], s["store_secret_key"]
+            "local",
+            s["store_endpoint"],
+            keys.get("access_key", s["store_access_key"]),
+            keys.get("secret_key", s["store_secret_key"]),
         )
     kw: dict[str, Any] = {}
     if settings.store == "minio":

@@ -39,6 +39,16 @@ from qmroct.objectstore.signing import MAX_EXPIRY
 
 PART_SIZE = 16 * 1024 * 1024
 META_PREFIX = "x-amz-meta-"
+# Metadata names the minio client sends as headers of their own, not as x-amz-meta-*
+# (minio/helpers.py normalize_headers): a stat returns them as headers, not user metadata.
+_STANDARD_HEADERS = {
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "content-type",
+    "expires",
+}
 
 
 def _error(exc: S3Error, bucket: str, key: str) -> StoreError:
@@ -147,24 +157,31 @@ class MinioStore:
         content_type: str = "application/octet-stream",
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
-        """PUT one object; payloads over 16 MiB (or of unknown length) go multipart."""
+        """PUT one object; payloads over 16 MiB (or of unknown length) go multipart.
+
+        The answer is built from the PUT's own reply, not read back with a HEAD: MinIO
+        authorises a HEAD as ``s3:GetObject``, which an upload-only role does not hold, so a
+        read-back would report a stored upload as failed.
+        """
         validate_key(key)
         if isinstance(data, bytes | bytearray | memoryview):
             length = len(data)
             data = io.BytesIO(bytes(data))
+        counted = _Counting(data)
+        meta = dict(metadata or {})
         try:
             result = self.client.put_object(
                 bucket_name=bucket,
                 object_name=key,
-                data=data,
+                data=counted,
                 length=-1 if length is None else length,
                 content_type=content_type,
-                metadata=dict(metadata or {}),
+                metadata=meta,
                 part_size=PART_SIZE,
             )
         except S3Error as exc:
             raise _error(exc, bucket, key) from exc
-        return self.stat(bucket, key, version_id=result.version_id)
+        return _written(result, content_type, meta, counted.count)
 
     def get(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
         validate_key(key)
@@ -334,6 +351,12 @@ class MinioStore:
         upload_id: str,
         parts: list[tuple[int, str]] | list[PartInfo],
     ) -> ObjectInfo:
+        # The size comes from the part listing (s3:ListMultipartUploadParts, which an uploader
+        # holds), not from a HEAD after completion (s3:GetObject, which it may not; see put).
+        chosen = {int(p[0]) for p in parts}
+        size = sum(
+            p.size for p in self.list_parts(bucket, key, upload_id) if p.part_number in chosen
+        )
         try:
             result = self.client._complete_multipart_upload(
                 bucket_name=bucket,
@@ -343,7 +366,7 @@ class MinioStore:
             )
         except S3Error as exc:
             raise _error(exc, bucket, key) from exc
-        return self.stat(bucket, key, version_id=result.version_id)
+        return _written(result, "", {}, size)
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         try:
@@ -352,6 +375,40 @@ class MinioStore:
             )
         except S3Error as exc:
             raise _error(exc, bucket, key) from exc
+
+
+class _Counting(io.RawIOBase):
+    """A reader that counts the bytes read through it (the size of a streamed PUT)."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner, self.count = inner, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.inner.read(size)
+        self.count += len(chunk)
+        return chunk
+
+
+def _written(result: object, content_type: str, metadata: dict[str, str], size: int) -> ObjectInfo:
+    """The ObjectInfo of a write, from the server's reply (``ObjectWriteResult``)."""
+    version = getattr(result, "version_id", None)
+    return ObjectInfo(
+        bucket=getattr(result, "bucket_name", ""),
+        key=getattr(result, "object_name", ""),
+        size=size,
+        etag=(getattr(result, "etag", "") or "").strip('"'),
+        version_id=version if version not in (None, "null") else None,
+        content_type=content_type or "application/octet-stream",
+        metadata={
+            k.lower().removeprefix(META_PREFIX): v
+            for k, v in metadata.items()
+            if k.lower() not in _STANDARD_HEADERS
+        },
+        last_modified=getattr(result, "last_modified", None),
+    )
 
 
 def queue_config(target: NotificationTarget) -> QueueConfig:

@@ -100,11 +100,12 @@ def publish_measure(
     """Write the descriptor that publishes (or retires) one measure version.
 
     Fields not given come from the measure's class when ``describe`` is set and it is known.
+    Only the descriptor is written (``s3:PutObject``, all the measure-developer role holds):
+    creating the bucket and its versioning is the admin's setup (``infra/minio/setup.sh``).
     """
     known = describe_measure(name) if describe else {}
     pub = MeasurePublication(name=name, version=version, state=state, **{**known, **fields})
     body = pub.model_dump_json(indent=2).encode()
-    store.ensure_bucket(bucket, versioning=True)
     store.put(bucket, measure_key(name, version), body, content_type="application/json")
     return pub
 

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trigger-auth", default="", help="uuid:key of the OpenWhisk namespace")
     args = ap.parse_args(argv)
     s = load_settings()
-    store = store_from_settings(s)
+    store = store_from_settings(s, "gateway")
     home = s.home / "gateway"
     uploader = Uploader(
         store,
