@@ -6,7 +6,16 @@ job holds a lease with an expiry and a token; only the holder of the current tok
 fail or release it, and an expired lease is re-driven by the scheduler.
 
 States: ``queued`` -> ``leased`` -> ``done``; a failure goes to ``failed`` (retried after an
-exponential backoff) and, once out of attempts, to ``dead`` with its last error.
+exponential backoff) and, once out of attempts, to ``dead`` with its last error. A measure job
+that dies (a failed run, an expired lease out of attempts, a product that cannot be derived)
+always leaves a failed result row saying why. A cancelled job (its version was retired or
+superseded before it ran) is ``dead`` with ``last_error`` starting ``cancelled: ``; it failed
+nothing, so it leaves no row, and a backfill of its version revives it.
+
+Which value is current: the one from the measure's active version (the highest published one,
+see :meth:`Catalog.active_version`); a value of any other version is stored archived. When the
+active version changes back (a retirement), :meth:`promote` makes its latest value current
+again, so no scan is left without one.
 
 Priority rule (no starvation): a job's effective priority is
 ``priority - (now - enqueued_at) / aging_s``, lowest first. Uploads enqueue at
@@ -51,6 +60,8 @@ from qmroct.storage.records import (
 
 PRIORITY_UPLOAD = 0
 PRIORITY_BACKFILL = 100
+#: The ``last_error`` prefix of a cancelled job (see :meth:`Ledger.cancel`).
+CANCELLED = "cancelled: "
 CAPPED_KINDS: tuple[JobKind, ...] = (JobKind.MEASURE, JobKind.DERIVE)
 
 
@@ -213,10 +224,29 @@ class Ledger:
                 )
             return added
 
-    def enqueue_many(self, specs: Iterable[JobSpec]) -> int:
-        """Add many jobs in one transaction; return how many were new."""
+    def enqueue_many(self, specs: Iterable[JobSpec], *, revive_cancelled: bool = False) -> int:
+        """Add many jobs in one transaction; return how many were new.
+
+        ``revive_cancelled`` also queues again (with fresh attempts) the jobs of these keys that
+        were cancelled, and counts them: a version active again must cover every scan.
+        """
         with self.db.transaction():
-            return sum(self._insert(s) for s in specs)
+            n = 0
+            for spec in specs:
+                added = self._insert(spec)
+                if not added and revive_cancelled:
+                    now = self.clock()
+                    added = self.db.execute(
+                        "UPDATE jobs SET state = 'queued', attempts = 0, lease_token = NULL,"
+                        " lease_expires = NULL, activation_id = NULL, not_before = :now,"
+                        " last_error = NULL, priority = :prio, enqueued_at = :now,"
+                        " updated_at = :now WHERE job_key = :k AND state = 'dead'"
+                        " AND last_error LIKE :cancelled",
+                        {"k": spec.key, "now": now, "prio": spec.priority,
+                         "cancelled": CANCELLED + "%"},
+                    )  # fmt: skip
+                n += added
+            return n
 
     def _insert(self, spec: JobSpec) -> int:
         now = self.clock()
@@ -435,6 +465,8 @@ class Ledger:
             if result is not None:
                 self._check_result(row, result)
                 self._store_result(result, token, None, now)
+            else:
+                self._store_failure(row, error, now, token)
             return JobState.DEAD
 
     def complete(
@@ -519,9 +551,18 @@ class Ledger:
             " AND is_current = 1" + self.db.for_update(),
             {"h": result.scan_hash, "m": result.measure},
         )
+        active = self.catalog.active_version(result.measure)
+        inactive = active is not None and active.version != result.version
         newer_current = cur is not None and version_key(cur["version"]) > version_key(
             result.version
         )
+        if inactive:
+            # A late result of a retired or superseded version: kept, never current.
+            newer_current = True
+        elif active is not None:
+            # The active version's value is current, whatever version the current one has
+            # (a higher one that was retired meanwhile, say).
+            newer_current = False
         if cur is not None and not newer_current:
             reason = (
                 "re-run of the same version"
@@ -536,9 +577,13 @@ class Ledger:
         archived = {
             "cur": 0 if newer_current else 1,
             "sat": now if newer_current else None,
-            "sby": cur["version"] if newer_current and cur else None,
+            "sby": (active.version if inactive and active else cur["version"] if cur else None)
+            if newer_current
+            else None,
             "sr": (
-                f"arrived after the newer version {cur['version']} was current"
+                f"version {result.version} is not the active one ({active.version})"
+                if inactive and active
+                else f"arrived after the newer version {cur['version']} was current"
                 if newer_current and cur
                 else None
             ),
@@ -586,19 +631,20 @@ class Ledger:
         with self.db.transaction():
             now = self.clock()
             rows = self.db.query(
-                "SELECT job_key, attempts, max_attempts, activation_id FROM jobs"
-                " WHERE state = 'leased' AND lease_expires < :now"
+                "SELECT * FROM jobs WHERE state = 'leased' AND lease_expires < :now"
                 + self.db.for_update(skip_locked=True),
                 {"now": now},
             )
             for r in rows:
                 lost = f"lease expired (activation {r['activation_id'] or 'unknown'})"
                 if r["attempts"] >= r["max_attempts"]:
+                    error = f"{lost}; out of attempts"
                     self.db.execute(
                         "UPDATE jobs SET state = 'dead', lease_expires = NULL, last_error = :e,"
                         " updated_at = :now WHERE job_key = :k",
-                        {"e": f"{lost}; out of attempts", "now": now, "k": r["job_key"]},
+                        {"e": error, "now": now, "k": r["job_key"]},
                     )
+                    self._store_failure(r, error, now, r["lease_token"] or "")
                     continue
                 self.db.execute(
                     "UPDATE jobs SET state = 'queued', lease_token = NULL, lease_expires = NULL,"
@@ -618,13 +664,44 @@ class Ledger:
         )
 
     def cancel(self, measure: str, version: str, reason: str) -> int:
-        """Stop the waiting jobs of one measure version (queued or failed -> dead)."""
+        """Stop the waiting jobs of one measure version (queued or failed -> dead, with
+        ``last_error`` = ``cancelled: <reason>``; a backfill of the version revives them)."""
         return self.db.execute(
             "UPDATE jobs SET state = 'dead', last_error = :r, updated_at = :now"
             " WHERE kind = 'measure' AND measure = :m AND version = :v"
             " AND state IN ('queued', 'failed')",
-            {"r": reason, "now": self.clock(), "m": measure, "v": version},
+            {"r": CANCELLED + reason, "now": self.clock(), "m": measure, "v": version},
         )
+
+    def promote(self, measure: str, version: str) -> int:
+        """Make the latest value of ``version`` current wherever another version's value is
+        current (or none is): what a version that became active again already computed counts
+        at once. Returns how many scans changed."""
+        with self.db.transaction():
+            now = self.clock()
+            rows = self.db.query(
+                "SELECT r.scan_hash, MAX(r.id) AS id FROM results r"
+                " WHERE r.measure = :m AND r.version = :v AND NOT EXISTS (SELECT 1 FROM results c"
+                "   WHERE c.scan_hash = r.scan_hash AND c.measure = r.measure"
+                "   AND c.is_current = 1 AND c.version = :v)"
+                " GROUP BY r.scan_hash",
+                {"m": measure, "v": version},
+            )
+            for r in rows:
+                self.db.lock(f"qmroct.result/{r['scan_hash']}/{measure}")
+                self.db.execute(
+                    "UPDATE results SET is_current = 0, superseded_at = :now, superseded_by = :v,"
+                    " superseded_reason = :why WHERE scan_hash = :h AND measure = :m"
+                    " AND is_current = 1",
+                    {"now": now, "v": version, "h": r["scan_hash"], "m": measure,
+                     "why": f"version {version} is the active one again"},
+                )  # fmt: skip
+                self.db.execute(
+                    "UPDATE results SET is_current = 1, superseded_at = NULL,"
+                    " superseded_by = NULL, superseded_reason = NULL WHERE id = :id",
+                    {"id": r["id"]},
+                )
+            return len(rows)
 
     def fail_unsatisfiable(self) -> int:
         """Dead-letter waiting jobs whose required product can no longer be derived."""
@@ -638,29 +715,39 @@ class Ledger:
                 " WHERE j.state IN ('queued', 'failed')"
             )
             now = self.clock()
+            seen: set[str] = set()
             for r in rows:
+                if r["job_key"] in seen:
+                    continue  # one row per job, whichever of its products failed
+                seen.add(r["job_key"])
                 error = f"required product {r['product']} could not be derived: {r['last_error']}"
                 self.db.execute(
                     "UPDATE jobs SET state = 'dead', last_error = :e, updated_at = :now"
                     " WHERE job_key = :k AND state IN ('queued', 'failed')",
                     {"e": error, "now": now, "k": r["job_key"]},
                 )
-                if r["kind"] == JobKind.MEASURE.value:
-                    # The scan must show this measure as failed, and why, like any other failure.
-                    when = datetime.fromtimestamp(now, UTC)
-                    failed = MeasureActionResult(
-                        job_key=r["job_key"],
-                        lease_token="",
-                        scan_hash=r["scan_hash"],
-                        measure=r["measure"],
-                        version=r["version"],
-                        status=ResultStatus.FAILED,
-                        failure=error,
-                        started_at=when,
-                        ended_at=when,
-                    )
-                    self._store_result(failed, "", None, now)
-            return len({r["job_key"] for r in rows})
+                self._store_failure(r, error, now, "")
+            return len(seen)
+
+    def _store_failure(self, row: Row, error: str, now: float, token: str) -> None:
+        """The failed result row of a measure job that died without one: the scan must show
+        the measure as failed, and why, like any other failure."""
+        if row["kind"] != JobKind.MEASURE.value:
+            return
+        when = datetime.fromtimestamp(now, UTC)
+        failed = MeasureActionResult(
+            job_key=row["job_key"],
+            lease_token=token,
+            scan_hash=row["scan_hash"],
+            measure=row["measure"],
+            version=row["version"],
+            status=ResultStatus.FAILED,
+            failure=error,
+            params=json.loads(row["params"]) if row["params"] else {},
+            started_at=when,
+            ended_at=when,
+        )
+        self._store_result(failed, token, None, now)
 
     def leased(self, kinds: Sequence[JobKind] = CAPPED_KINDS) -> list[Job]:
         """The jobs in flight, oldest lease first."""

@@ -284,3 +284,56 @@ def test_xnat_jobs_have_their_own_cap(ledger) -> None:
     assert x.job.kind is JobKind.XNAT
     assert ledger.complete(x.job.job_key, x.lease_token) is None
     assert ledger.in_flight() == 1
+
+
+def _publish(ledger, version: str, state: str = "published") -> None:
+    from qmroct.storage.records import MeasureState, MeasureVersion
+
+    ledger.catalog.put_measure(
+        MeasureVersion(
+            name="signal", version=version, action="run-signal", state=MeasureState(state)
+        )
+    )
+
+
+def test_cancelled_jobs_are_revived_by_a_backfill_and_leave_no_row(ledger) -> None:
+    from qmroct.storage.ledger import JobSpec
+
+    ledger.enqueue("measure", h(1), "signal", "1.0.0")
+    assert ledger.cancel("signal", "1.0.0", "superseded by signal 1.1.0") == 1
+    job = ledger.job(job_key("measure", h(1), "signal", "1.0.0"))
+    assert job.state is JobState.DEAD and job.last_error.startswith("cancelled: ")
+    assert ledger.results(h(1), history=True) == []
+    spec = JobSpec(kind="measure", scan_hash=h(1), measure="signal", version="1.0.0")
+    assert ledger.enqueue_many([spec]) == 0  # a plain enqueue leaves it dead
+    assert ledger.enqueue_many([spec], revive_cancelled=True) == 1
+    (c,) = ledger.claim(cap=1)
+    assert c.job.attempts == 1
+
+
+def test_only_the_active_versions_value_is_current_and_promote_restores_it(ledger) -> None:
+    _publish(ledger, "1.0.0")
+    for v in ("1.0.0", "1.1.0"):
+        ledger.enqueue("measure", h(1), "signal", v)
+    _publish(ledger, "1.1.0")
+    done = {}
+    for c in ledger.claim(cap=2):
+        r = result_for(c.job.job_key, c.lease_token, h(1), "signal", c.job.version, 1.0)
+        done[c.job.version] = ledger.complete(c.job.job_key, c.lease_token, r)
+    assert done["1.1.0"].current and not done["1.0.0"].current
+    assert "not the active one" in ledger.results(h(1), history=True)[-1].superseded_reason
+    _publish(ledger, "1.1.0", "retired")
+    assert ledger.promote("signal", "1.0.0") == 1
+    (cur,) = ledger.results(h(1))
+    assert cur.version == "1.0.0" and cur.id == done["1.0.0"].id
+    assert ledger.promote("signal", "1.0.0") == 0  # idempotent
+    assert len(ledger.results(h(1), history=True)) == 2
+
+
+def test_a_lease_that_expires_out_of_attempts_leaves_a_failure_row(ledger, clock) -> None:
+    ledger.enqueue("measure", h(1), "signal", "1.0.0", max_attempts=1)
+    ledger.claim(cap=1)
+    clock.advance(ledger.policy.lease_s + 1)
+    assert ledger.reclaim_expired() == []
+    (row,) = ledger.results(h(1))
+    assert row.status is ResultStatus.FAILED and "lease expired" in row.failure

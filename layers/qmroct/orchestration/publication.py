@@ -2,8 +2,16 @@
 on-measure-published action does with it.
 
 Publishing a version registers it and enqueues one low-priority backfill job per stored scan.
-Retiring (the same object written again with ``state: retired``) stops new jobs, dead-letters
-the version's waiting jobs and keeps every result.
+Retiring (the same object written again with ``state: retired``) stops new jobs, cancels the
+version's waiting jobs and keeps every result.
+
+The algebra, whatever the order, repetition or crashes of publish, update and retire events:
+each measure's active version is its highest published one; every scan gets a job of it
+(cancelled jobs of it are revived), its latest value is current wherever it exists
+(:meth:`Ledger.promote`), and every other value is archived, never deleted. A descriptor older
+than the registry's retirement of its version is stale (a replayed or late event) and changes
+nothing. One publication is applied in one transaction, so a crash leaves the registry as it
+was and the resync sweep applies it again.
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ class MeasurePublication(BaseModel):
     published_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     def registry_entry(self) -> MeasureVersion:
+        # The retirement time is the descriptor's own (its write), so a replayed older
+        # "published" descriptor is recognisably older than the retirement.
         retired = self.state == "retired"
         return MeasureVersion(
             name=self.name,
@@ -64,7 +74,7 @@ class MeasurePublication(BaseModel):
             requires=self.requires,
             state=MeasureState.RETIRED if retired else MeasureState.PUBLISHED,
             published_at=self.published_at,
-            retired_at=datetime.now(UTC) if retired else None,
+            retired_at=self.published_at if retired else None,
         )
 
 
@@ -119,17 +129,36 @@ class PublicationReport(BaseModel):
     cancelled: int = 0
 
 
+def is_stale(known: MeasureVersion | None, pub: MeasurePublication) -> bool:
+    """A descriptor written before the registry's retirement of its version (a replayed or late
+    event carrying an older copy) must not undo the retirement."""
+    if known is None or known.state is not MeasureState.RETIRED or known.retired_at is None:
+        return False
+    return pub.state == "published" and pub.published_at <= known.retired_at
+
+
 def apply_publication(ledger: Ledger, pub: MeasurePublication) -> PublicationReport:
-    """Register the version; backfill when it is the active one; on retirement, stop its jobs."""
+    """Register the version; backfill when it is the active one; on retirement, stop its jobs.
+
+    All of it in one transaction (see the module docstring)."""
+    with ledger.db.transaction():
+        return _apply(ledger, pub)
+
+
+def _apply(ledger: Ledger, pub: MeasurePublication) -> PublicationReport:
     catalog = ledger.catalog
-    catalog.put_measure(pub.registry_entry())
+    stale = is_stale(catalog.measure(pub.name, pub.version), pub)
+    if not stale:
+        catalog.put_measure(pub.registry_entry())
     active = catalog.active_version(pub.name)
     report = PublicationReport(
         name=pub.name,
         version=pub.version,
-        state=pub.state,
+        state="stale" if stale else pub.state,
         active=active is not None and active.version == pub.version,
     )
+    if stale:
+        return report
     if pub.state == "retired":
         report.cancelled = ledger.cancel(pub.name, pub.version, f"{pub.name} {pub.version} retired")
     elif report.active:
@@ -140,9 +169,11 @@ def apply_publication(ledger: Ledger, pub: MeasurePublication) -> PublicationRep
                     older.name, older.version, f"superseded by {pub.name} {pub.version}"
                 )
     if active is not None:
-        # The active version (new, or the previous one after a retirement) covers every scan;
-        # keys already present are no-ops.
+        # The active version (new, or the previous one after a retirement) covers every scan:
+        # keys already present are no-ops, cancelled ones run again, and values it already
+        # computed become current again.
         report.backfill_enqueued = _backfill(ledger, active)
+        ledger.promote(active.name, active.version)
     return report
 
 
@@ -151,9 +182,9 @@ def _backfill(ledger: Ledger, m: MeasureVersion, batch: int = 500) -> int:
     for scan in ledger.catalog.scans():
         chunk.extend(jobs_for_scan(scan.scan_hash, [m], priority=PRIORITY_BACKFILL))
         if len(chunk) >= batch:
-            total += ledger.enqueue_many(chunk)
+            total += ledger.enqueue_many(chunk, revive_cancelled=True)
             chunk = []
-    return total + ledger.enqueue_many(chunk)
+    return total + ledger.enqueue_many(chunk, revive_cancelled=True)
 
 
 def read_publication(
@@ -180,10 +211,10 @@ def on_measure_published(
     for obj, matched, _reason in classify(EventLog.model_validate(dict(event)), [route]):
         if matched is None:
             continue
+        # The descriptor as it is now, not the version the event names: a replayed or late
+        # event then applies the latest state (idempotent), never an older one.
         reports.append(
-            apply_publication(
-                ctx.ledger, read_publication(ctx.store, obj.bucket, obj.key, obj.version_id)
-            )
+            apply_publication(ctx.ledger, read_publication(ctx.store, obj.bucket, obj.key, None))
         )
     if any(r.backfill_enqueued for r in reports):
         wake_scheduler(ctx)
