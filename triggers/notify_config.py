@@ -16,6 +16,7 @@ import shlex
 from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator
+from qmroct.secretfiles import write_private
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_]+$")
 
@@ -95,11 +96,8 @@ def write_notify_config(config: NotifyConfig, out_dir: str | Path) -> list[Path]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     env = out / f"notify-{config.target_id.lower()}.env"
-    env.write_text(
-        "# MinIO webhook target (restart MinIO after changing it)\n"
-        + "\n".join(config.env_lines())
-        + "\n"
-    )
+    text = "# MinIO webhook target (restart MinIO after changing it)\n"
+    write_private(env, (text + "\n".join(config.env_lines()) + "\n").encode())
     script = out / f"notify-{config.target_id.lower()}.sh"
     script.write_text(
         "#!/bin/sh\n# Subscribe the buckets to the webhook target (MinIO must already have it).\n"

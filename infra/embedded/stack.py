@@ -27,6 +27,7 @@ from qmroct.objectstore.base import NotificationTarget
 from qmroct.objectstore.local import LocalStoreClient
 from qmroct.policies import ROLES, role_policy
 from qmroct.runtime import EmbeddedWhisk
+from qmroct.secretfiles import write_private
 from qmroct.storage import buckets
 from qmroct.storage.ledger import Ledger
 
@@ -80,8 +81,7 @@ def _secrets(home: Path) -> dict[str, Any]:
             }
             changed = True
     if changed:
-        path.write_text(json.dumps(values, indent=1))
-        os.chmod(path, 0o600)
+        write_private(path, json.dumps(values, indent=1).encode())
     return values
 
 
@@ -161,9 +161,7 @@ class EmbeddedStack:
             "ledger_url": self.ledger_url,
             "pid": os.getpid(),
         }
-        path = self.home / "stack.json"
-        path.write_text(json.dumps(info, indent=2))
-        os.chmod(path, 0o600)
+        write_private(self.home / "stack.json", json.dumps(info, indent=2).encode())
 
     def _wire_notifications(self) -> None:
         assert self.folder_store is not None and self.whisk is not None

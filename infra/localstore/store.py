@@ -166,7 +166,9 @@ class LocalFolderStore:
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
         tmp = self._sys / "tmp" / f"{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as fh:
+        # Owner-only from the first byte: bucket configs carry the webhook's OpenWhisk key.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

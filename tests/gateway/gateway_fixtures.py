@@ -116,3 +116,110 @@ def encodings(text: str) -> list[bytes]:
 def surviving(data: bytes, originals: dict[str, str]) -> list[str]:
     """Names of the originals any of whose encodings still occurs anywhere in ``data``."""
     return [name for name, value in originals.items() if any(e in data for e in encodings(value))]
+
+
+# ---------------------------------------------------------------- PHI planted everywhere
+# Where a careless clinic or a hostile sender can put an identifier in a DICOM OPT file. Each
+# place takes one string; :func:`plant_dicom` puts it there in a valid file from qmroct's writer.
+DICOM_PLACES = (
+    "patient_name",
+    "patient_id",
+    "other_ids",
+    "reason_for_requested_procedure",
+    "text_value_in_unlisted_sequence",
+    "text_value_in_kept_sequence",
+    "unknown_public_tag",
+    "table_listed_comment",
+    "operator",
+    "private_block",
+    "private_claims_safe_creator",
+    "private_safe_element_with_text",
+    "private_safe_element_wrong_vr",
+    "private_safe_creator_other_group",
+    "private_in_nested_item",
+    "deep_nested_person",
+    "file_meta_implementation_version",
+    "file_meta_source_ae",
+    "file_meta_private_information",
+    "preamble",
+    "study_description",
+    "institution",
+)
+
+
+def _item(**values: object) -> Dataset:
+    item = Dataset()
+    for keyword, value in values.items():
+        setattr(item, keyword, value)
+    return item
+
+
+def plant_dicom(planted: dict[str, str], *, birth_date: str = "19630417") -> bytes:
+    """A valid OPT file (qmroct's writer, with its safe private block) carrying each value of
+    ``planted`` at the place named by its key (one of :data:`DICOM_PLACES`)."""
+    import pydicom
+    from qmroct.oct.phantom import make_phantom
+    from qmroct.oct.writers.dicom_opt import write_opt
+
+    scan = make_phantom("line", seed=1)[0]
+    ds = pydicom.dcmread(io.BytesIO(write_opt(scan, patient_id="MRN-PLANT-0001")))
+    ds.PatientBirthDate = birth_date
+    for place, value in planted.items():
+        if place == "patient_name":
+            ds.PatientName = value
+        elif place == "patient_id":
+            ds.PatientID = value
+        elif place == "other_ids":
+            ds.OtherPatientIDs = value
+        elif place == "reason_for_requested_procedure":
+            ds.add_new(0x00401002, "LO", value)
+        elif place == "text_value_in_unlisted_sequence":
+            ds.add_new(0x0040A730, "SQ", Sequence([_item(ValueType="TEXT", TextValue=value)]))
+        elif place == "text_value_in_kept_sequence":
+            region = ds.get("AnatomicRegionSequence") or Sequence([_item(CodeValue="T-AA610")])
+            region[0].TextValue = value
+            ds.AnatomicRegionSequence = region
+        elif place == "unknown_public_tag":
+            ds.add_new(0x0010ABCD, "LO", value)
+        elif place == "table_listed_comment":
+            ds.PatientComments = value
+        elif place == "operator":
+            ds.OperatorsName = value
+        elif place == "private_block":
+            ds.private_block(0x0009, "ACME OCT 1.0", create=True).add_new(0x01, "LO", value)
+        elif place == "private_claims_safe_creator":
+            # A block whose creator string is the safe one, at an element the block never defines.
+            ds.private_block(0x0071, "QMROCT 1.0", create=True).add_new(0x40, "LO", value)
+        elif place == "private_safe_element_with_text":
+            block = ds.private_block(0x0071, "QMROCT 1.0", create=True)
+            block.add_new(0x15, "LO", value)  # "pattern": a defined element, a value it never holds
+        elif place == "private_safe_element_wrong_vr":
+            block = ds.private_block(0x0071, "QMROCT 1.0", create=True)
+            block.add_new(0x19, "LT", value)  # "bscan_um" is FD
+        elif place == "private_safe_creator_other_group":
+            ds.private_block(0x0073, "QMROCT 1.0", create=True).add_new(0x10, "LO", value)
+        elif place == "private_in_nested_item":
+            ds.SharedFunctionalGroupsSequence[0].add_new(0x00191001, "LO", value)
+        elif place == "deep_nested_person":
+            frame = ds.PerFrameFunctionalGroupsSequence[0]
+            frame.FrameContentSequence[0].ReferencedImageSequence = Sequence(
+                [_item(ReferencedSOPClassUID=OPT_SOP_CLASS, PersonName=value)]
+            )
+        elif place == "file_meta_implementation_version":
+            ds.file_meta.ImplementationVersionName = value[:16]
+        elif place == "file_meta_source_ae":
+            ds.file_meta.SourceApplicationEntityTitle = value[:16]
+        elif place == "file_meta_private_information":
+            ds.file_meta.PrivateInformationCreatorUID = "1.2.3.4"
+            ds.file_meta.PrivateInformation = value.encode().ljust(len(value) + len(value) % 2)
+        elif place == "preamble":
+            ds.preamble = value.encode()[:128].ljust(128, b"\0")
+        elif place == "study_description":
+            ds.StudyDescription = value
+        elif place == "institution":
+            ds.InstitutionName = value
+        else:
+            raise KeyError(place)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

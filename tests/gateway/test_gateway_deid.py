@@ -14,7 +14,13 @@ from gateway_fixtures import IDENTIFIERS, identified_dicom, surviving
 from qmroct.errors import UnsupportedFormat
 from qmroct.gateway.deid import deidentify, deidentify_file
 from qmroct.gateway.models import DeidRefused
-from qmroct.gateway.profile import BASIC_PROFILE, KEPT_UID_KEYWORDS
+from qmroct.gateway.profile import (
+    CLASS_UID_KEYWORDS,
+    SAFE_PRIVATE,
+    STUDY_KEEP,
+    basic_profile,
+    profile_action,
+)
 from qmroct.gateway.pseudonyms import PseudonymStore
 
 
@@ -23,13 +29,27 @@ def pseudonyms(tmp_path: Path) -> PseudonymStore:
     return PseudonymStore(tmp_path / "pseudonyms.sqlite3")
 
 
-def test_profile_keywords_are_dicom_keywords() -> None:
+def test_allow_list_keywords_are_dicom_keywords() -> None:
     from pydicom.datadict import tag_for_keyword
 
-    unknown = [
-        k for k in list(BASIC_PROFILE) + list(KEPT_UID_KEYWORDS) if tag_for_keyword(k) is None
-    ]
+    unknown = [k for k in STUDY_KEEP | CLASS_UID_KEYWORDS if tag_for_keyword(k) is None]
     assert unknown == []
+
+
+def test_profile_table_is_the_standard_table() -> None:
+    table = basic_profile()
+    assert len(table) > 600  # Table E.1-1 lists over 600 attributes
+    assert profile_action(0x00401002) == "X"  # Reason for the Requested Procedure
+    assert profile_action(0x00100010) == "Z" and profile_action(0x00080018) == "U"
+    assert profile_action(0x50021234) == "X" and profile_action(0x60023000) == "X"
+    assert profile_action(0x00280010) is None  # Rows: not an identifier
+
+
+def test_safe_private_spec_matches_the_writer() -> None:
+    from qmroct.oct.dicom_tags import PRIVATE, PRIVATE_CREATOR, PRIVATE_GROUP
+
+    spec = SAFE_PRIVATE[(PRIVATE_GROUP, PRIVATE_CREATOR)]
+    assert {offset: vr for offset, vr in PRIVATE.values()} == {o: s.vr for o, s in spec.items()}
 
 
 def test_dicom_no_identifier_survives_anywhere(pseudonyms: PseudonymStore) -> None:
@@ -232,7 +252,11 @@ def test_our_readers_read_deidentified_samples(
     result = deidentify(data, pseudonyms, name=rel)
     before, after = read_scan(data, name=rel), read_scan(result.data, name=rel)
     assert np.array_equal(before.bscans, after.bscans, equal_nan=True)
-    assert before.meta.model_dump(exclude={"source"}) == after.meta.model_dump(exclude={"source"})
+    skip = {"source", "acquisition_date"}
+    assert before.meta.model_dump(exclude=skip) == after.meta.model_dump(exclude=skip)
+    # Acquisition dates go (.vol, as DICOM's Study Date) or keep only their year (Topcon).
+    got, was = after.meta.acquisition_date, before.meta.acquisition_date
+    assert got is None or (got.year, got.month, got.day) == (was.year, 1, 1)
 
 
 def test_opt_dicom_keeps_what_the_reader_needs(pseudonyms: PseudonymStore) -> None:
@@ -252,3 +276,60 @@ def test_opt_dicom_keeps_what_the_reader_needs(pseudonyms: PseudonymStore) -> No
     assert np.array_equal(before.bscans, after.bscans, equal_nan=True)
     assert after.meta.pattern == before.meta.pattern and after.meta.spacing == before.meta.spacing
     assert after.meta.acquisition_date is None  # the profile removes acquisition dates
+
+
+def test_deid_command_keeps_no_planted_identifier_and_the_birth_year(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway_fixtures import DICOM_PLACES, plant_dicom
+    from qmroct.cli.main import cli
+    from qmroct.oct.readers import read_scan
+
+    monkeypatch.setenv("QMROCT_HOME", str(tmp_path / "home"))
+    planted = {place: f"Phi{i:02d}Quorvex" for i, place in enumerate(DICOM_PLACES)}
+    src = tmp_path / "opt.dcm"
+    src.write_bytes(plant_dicom(planted, birth_date="19630417"))
+    assert surviving(src.read_bytes(), planted) == list(planted)  # every place really holds one
+    out = tmp_path / "out.dcm"
+    res = CliRunner().invoke(cli, ["deid", str(src), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert surviving(out.read_bytes(), planted) == []
+    assert not any(value in res.output for value in planted.values())
+    ds = pydicom.dcmread(out)
+    assert ds.PatientBirthDate == "19630101"
+    assert ds.preamble == b"\0" * 128
+    assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100", "113111"]
+    scan = read_scan(out)  # still an OPT the readers take, with its safe private values
+    assert scan.meta.format == "dicom_opt" and scan.meta.scale.value == "linear"
+
+
+def test_opt_without_burned_in_annotation_is_not_taken_for_secondary_capture(
+    pseudonyms: PseudonymStore,
+) -> None:
+    from gateway_fixtures import plant_dicom
+
+    ds = pydicom.dcmread(io.BytesIO(plant_dicom({})))
+    del ds.BurnedInAnnotation
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    result = deidentify(out.getvalue(), pseudonyms, name="opt.dcm")
+    assert result.format == "dicom_opt"
+
+
+def test_vol_exam_time_and_visit_date_do_not_survive(
+    pseudonyms: PseudonymStore, tmp_path: Path
+) -> None:
+    from qmroct.oct.phantom import make_phantom
+    from qmroct.oct.readers import read_scan
+    from qmroct.oct.writers.heyex_vol import write_vol
+
+    scan = make_phantom("line", seed=2)[0]
+    scan.meta.acquisition_date = date(2021, 6, 17)
+    data = bytearray(write_vol(scan, patient_id="PAT-Quorvex-1", visit_id="VIS-Quorvex-2"))
+    struct.pack_into("<d", data, 200, 44_364.0)  # VisitDate 2021-06-17 as an OLE date
+    assert read_scan(bytes(data), name="in.vol").meta.acquisition_date == date(2021, 6, 17)
+    exam_time = bytes(data[88:96])
+    result = deidentify(bytes(data), pseudonyms, name="in.vol")
+    assert result.data[88:96] == b"\0" * 8 and result.data[200:208] == b"\0" * 8
+    assert exam_time not in result.data[:2048]
+    assert read_scan(result.data, name="out.vol").meta.acquisition_date is None

@@ -2,11 +2,13 @@
 by pseudonyms of the same width, so every byte offset stays where the readers expect it.
 
 - Heidelberg ``.vol`` (HSF-OCT-1xx, 2048-byte header): ID, ReferenceID, PID, PatientID, VID,
-  VisitID are pseudonymised or zeroed, DOB (float64 OLE date at offset 164) keeps only its year.
+  VisitID are pseudonymised or zeroed, DOB (float64 OLE date at offset 164) keeps only its year,
+  ExamTime and VisitDate are zeroed (as the DICOM path empties Study Date).
 - Heidelberg ``.e2e``: every patient chunk (type 9: first name, surname, title, birth date,
   sex, patient id) has its names zeroed, its id pseudonymised and its birth date cut to the year.
 - Topcon ``.fda``/``.fds``: ``@PATIENT_INFO_02`` gets a pseudonymised id, zeroed names, the
-  birth year only and everything after the birth date zeroed; ``@PATIENT_INFO``,
+  birth year only and everything after the birth date zeroed; the capture date keeps its year
+  and the capture label is zeroed; ``@PATIENT_INFO``,
   ``@PATIENT_INFO_03`` and ``@PATIENTEXT_INFO`` (undocumented) are zeroed whole.
 """
 
@@ -74,13 +76,21 @@ def deidentify_vol(data: bytes, pseudonyms: PseudonymStore, *, name: str = "<byt
     struct.pack_into("<d", buf, 164, _ole_year(dob))
     struct.pack_into("<i", buf, 172, 0)
     _put(buf, 176, _fixed(identity.session, 24))
+    # Dates go as the DICOM path's Study Date does (Basic Profile Z): ExamTime (FILETIME at 88)
+    # and VisitDate (OLE date at 200) become 0, which every .vol reader takes as "unknown".
+    struct.pack_into("<Q", buf, 88, 0)
+    struct.pack_into("<d", buf, 200, 0.0)
     return DeidResult(
         data=bytes(buf),
         format="heyex_vol",
         ext="vol",
         identity=identity,
         pattern=_vol_pattern(buf),
-        changes=["ID, ReferenceID, PatientID, VisitID: pseudonym", "PID, VID: 0", "DOB: year"],
+        changes=[
+            "ID, ReferenceID, PatientID, VisitID: pseudonym",
+            "PID, VID, ExamTime, VisitDate: 0",
+            "DOB: year",
+        ],
     )
 
 
@@ -219,6 +229,20 @@ def deidentify_topcon(
         year, _month, _day = struct.unpack_from("<3H", buf, at + 105)
         struct.pack_into("<3H", buf, at + 105, *((year, 1, 1) if year else (0, 0, 0)))
         _put(buf, at + 111, b"\0" * (size - 111))
+    # @CAPTURE_INFO_02: eye, scan mode, session id, a 100-byte free-text label, then the capture
+    # date and time as six uint16 (year, month, day, hour, minute, second); @CAPTURE_INFO: eye,
+    # then the same six (oct_converter's fda_binary.capture_info*_header). The label is zeroed and
+    # the date cut to 1 January of its year at 00:00 (a zero date is no valid date to readers).
+    for label, date_at in ((b"@CAPTURE_INFO_02", 106), (b"@CAPTURE_INFO", 1)):
+        for at, size in chunks.get(label, []):
+            if size < date_at + 12:
+                _put(buf, at, b"\0" * size)
+                continue
+            if date_at > 1:
+                _put(buf, at + 6, b"\0" * 100)
+            (year,) = struct.unpack_from("<H", buf, at + date_at)
+            cut = (year, 1, 1, 0, 0, 0) if year else (0,) * 6
+            struct.pack_into("<6H", buf, at + date_at, *cut)
     for label in (b"@PATIENT_INFO", b"@PATIENT_INFO_03", b"@PATIENTEXT_INFO"):
         for at, size in chunks.get(label, []):
             _put(buf, at, b"\0" * size)
@@ -230,5 +254,6 @@ def deidentify_topcon(
         changes=[
             "PATIENT_INFO_02: id pseudonym, names zeroed, birth year",
             "PATIENT*_INFO: zeroed",
+            "CAPTURE_INFO*: label zeroed, capture date: year",
         ],
     )

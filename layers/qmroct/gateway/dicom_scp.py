@@ -28,6 +28,7 @@ from pynetdicom.sop_class import (
 )
 
 from qmroct.gateway.upload import Uploader
+from qmroct.secretfiles import private_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class StoreSCP:
     def __init__(self, uploader: Uploader, spool: str | Path, *, ae_title: str = "QMROCT") -> None:
         self.uploader = uploader
         self.spool = Path(spool)
-        self.spool.mkdir(parents=True, exist_ok=True)
+        private_dir(self.spool)  # what waits here is not yet de-identified
         self.ae = AE(ae_title=ae_title)
         for sop in STORAGE_CLASSES:
             self.ae.add_supported_context(sop)
@@ -70,7 +71,7 @@ class StoreSCP:
         spooled = (
             self.spool / f"{self.uploader.pseudonyms.pseudonym('uid', str(ds.SOPInstanceUID))}.dcm"
         )
-        spooled.write_bytes(data)
+        write_private(spooled, data)
         outcome = self.uploader.upload_bytes(data, source=f"c-store:{spooled.name}")
         status = Dataset()
         if outcome.status in ("uploaded", "duplicate"):

@@ -1,327 +1,163 @@
-"""PS3.15 Annex E, Table E.1-1: the Basic Application Level Confidentiality Profile.
+"""What a de-identified DICOM file may keep: the PS3.15 table as data, and the study's allow-list.
 
-The table is the contract: each listed attribute (by DICOM keyword) carries the Basic Profile
-action code. Where the standard gives a choice (``X/Z``, ``Z/D``, ``X/Z/D``...), the de-identifier
-takes the first, most removing, option, except for Type 1 attributes it must keep present.
+Two lists decide the fate of every element, at any depth:
 
-Action codes (PS3.15 E.1.1):
-- ``D`` replace with a non-zero-length dummy value consistent with the VR
-- ``Z`` replace with a zero-length value (or a dummy)
-- ``X`` remove
-- ``K`` keep
-- ``U`` replace with a non-zero-length UID that is internally consistent within the set of instances
+1. :data:`STUDY_KEEP`, the attributes the study needs (the OPT image, its pixels and geometry,
+   the multi-frame functional groups the reader uses, and the Type 1/2 attributes that keep the
+   file a valid instance). Anything not on it, public or private, known or unknown, is removed.
+2. PS3.15 Annex E Table E.1-1 (``data/ps3.15_table_e1-1.csv``, the standard's own table with
+   its source cited in the file): an attribute on the allow-list that the table lists gets the
+   table's Basic Profile action. Where the table gives a choice (``X/Z``, ``Z/D``...), the first,
+   most removing, option is taken, except that an allow-listed attribute is kept present and
+   emptied (``Z``) rather than removed.
 
-Besides the table, three rules of the profile apply to every element:
-- private attributes are removed, except blocks listed in :data:`SAFE_PRIVATE_CREATORS` (the
-  Retain Safe Private Option, E.3.10);
-- every UID that is not a registered (class or transfer-syntax) UID is replaced (``U``);
-- curves (50xx) and overlay data and comments (60xx,3000/4000) are removed.
+Action codes (PS3.15 E.1.1): ``D`` dummy value of the VR, ``Z`` zero-length value, ``X`` remove,
+``K`` keep, ``U`` a UID replaced consistently within the set of instances.
+
+Private attributes follow the Retain Safe Private Option (PS3.15 E.3.10) strictly: an element is
+kept only when its block's creator and its element offset are both in :data:`SAFE_PRIVATE`, and
+its VR, length and value fit what that element is defined to hold. A block whose creator string
+merely claims to be a safe one keeps nothing else.
 """
 
 from __future__ import annotations
 
-# Attributes a file cannot lose without no longer being DICOM; the de-identifier replaces them.
-TYPE1_REPLACED: frozenset[str] = frozenset(
-    {"SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "MediaStorageSOPInstanceUID"}
-)
+import csv
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 
-BASIC_PROFILE: dict[str, str] = {
-    "AccessionNumber": "Z",
-    "AcquisitionComments": "X",
-    "AcquisitionContextSequence": "X",
-    "AcquisitionDate": "X/Z",
-    "AcquisitionDateTime": "X/Z/D",
-    "AcquisitionDeviceProcessingDescription": "X/D",
-    "AcquisitionProtocolDescription": "X",
-    "AcquisitionTime": "X/Z",
-    "AcquisitionUID": "U",
-    "ActualHumanPerformersSequence": "X",
-    "AdditionalPatientHistory": "X",
-    "AddressTrial": "X",
-    "AdmissionID": "X",
-    "AdmittingDate": "X",
-    "AdmittingDiagnosesCodeSequence": "X",
-    "AdmittingDiagnosesDescription": "X",
-    "AdmittingTime": "X",
-    "AffectedSOPInstanceUID": "X",
-    "Allergies": "X",
-    "Arbitrary": "X",
-    "AuthorObserverSequence": "X",
-    "BranchOfService": "X",
-    "CassetteID": "X",
-    "ClinicalTrialCoordinatingCenterName": "X",
-    "ClinicalTrialProtocolEthicsCommitteeApprovalNumber": "X",
-    "ClinicalTrialProtocolEthicsCommitteeName": "X",
-    "ClinicalTrialSeriesDescription": "X",
-    "ClinicalTrialSeriesID": "X",
-    "ClinicalTrialSiteID": "X",
-    "ClinicalTrialSiteName": "X",
-    "ClinicalTrialSponsorName": "X",
-    "ClinicalTrialSubjectID": "X",
-    "ClinicalTrialSubjectReadingID": "X",
-    "ClinicalTrialTimePointDescription": "X",
-    "CommentsOnThePerformedProcedureStep": "X",
-    "ConcatenationUID": "U",
-    "ConfidentialityConstraintOnPatientDataDescription": "X",
-    "ContentCreatorIdentificationCodeSequence": "X",
-    "ContentCreatorName": "Z",
-    "ContentDate": "Z/D",
-    "ContentSequence": "X",
-    "ContentTime": "Z/D",
-    "ContextGroupExtensionCreatorUID": "U",
-    "ContrastBolusAgent": "Z/D",
-    "ContributionDescription": "X",
-    "CountryOfResidence": "X",
-    "CreatorVersionUID": "U",
-    "CurrentPatientLocation": "X",
-    "CustodialOrganizationSequence": "X",
-    "DataSetTrailingPadding": "X",
-    "Date": "X",
-    "DateTime": "X",
-    "DerivationDescription": "X",
-    "DetectorID": "X",
-    "DeviceDescription": "X",
-    "DeviceSerialNumber": "X/Z/D",
-    "DeviceUID": "U",
-    "DigitalSignatureUID": "X",
-    "DigitalSignaturesSequence": "X",
-    "DimensionOrganizationUID": "U",
-    "DischargeDiagnosisDescription": "X",
-    "DistributionAddress": "X",
-    "DistributionName": "X",
-    "DoseReferenceUID": "U",
-    "EndAcquisitionDateTime": "X",
-    "EthnicGroup": "X",
-    "FailedSOPInstanceUIDList": "U",
-    "FiducialUID": "U",
-    "FillerOrderNumberImagingServiceRequest": "Z",
-    "FrameComments": "X",
-    "FrameOfReferenceUID": "U",
-    "GantryID": "X",
-    "GeneratorID": "X",
-    "HumanPerformerName": "X",
-    "HumanPerformerOrganization": "X",
-    "IconImageSequence": "X",
-    "IdentifyingComments": "X",
-    "ImageComments": "X",
-    "ImagePresentationComments": "X",
-    "ImagingServiceRequestComments": "X",
-    "Impressions": "X",
-    "InstanceCoercionDateTime": "X",
-    "InstanceCreationDate": "X",
-    "InstanceCreationTime": "X",
-    "InstanceCreatorUID": "U",
-    "InstitutionAddress": "X",
-    "InstitutionCodeSequence": "X/Z/D",
-    "InstitutionName": "X/Z/D",
-    "InstitutionalDepartmentName": "X",
-    "InsurancePlanIdentification": "X",
-    "IntendedRecipientsOfResultsIdentificationSequence": "X",
-    "InterpretationApproverSequence": "X",
-    "InterpretationAuthor": "X",
-    "InterpretationDiagnosisDescription": "X",
-    "InterpretationIDIssuer": "X",
-    "InterpretationRecorder": "X",
-    "InterpretationText": "X",
-    "InterpretationTranscriber": "X",
-    "IrradiationEventUID": "U",
-    "IssuerOfAdmissionID": "X",
-    "IssuerOfPatientID": "X",
-    "IssuerOfServiceEpisodeID": "X",
-    "LargePaletteColorLookupTableUID": "U",
-    "LastMenstrualDate": "X",
-    "MAC": "X",
-    "MediaStorageSOPInstanceUID": "U",
-    "MedicalAlerts": "X",
-    "MedicalRecordLocator": "X",
-    "MilitaryRank": "X",
-    "ModifiedAttributesSequence": "X",
-    "ModifiedImageDescription": "X",
-    "ModifyingDeviceID": "X",
-    "NameOfPhysiciansReadingStudy": "X",
-    "NamesOfIntendedRecipientsOfResults": "X",
-    "Occupation": "X",
-    "OperatorIdentificationSequence": "X",
-    "OperatorsName": "X/Z/D",
-    "OrderCallbackPhoneNumber": "X",
-    "OrderEnteredBy": "X",
-    "OrderEntererLocation": "X",
-    "OriginalAttributesSequence": "X",
-    "OtherPatientIDs": "X",
-    "OtherPatientIDsSequence": "X",
-    "OtherPatientNames": "X",
-    "ParticipantSequence": "X",
-    "PatientAddress": "X",
-    "PatientAge": "X",
-    "PatientBirthDate": "Z",
-    "PatientBirthName": "X",
-    "PatientBirthTime": "X",
-    "PatientComments": "X",
-    "PatientID": "Z",
-    "PatientInstitutionResidence": "X",
-    "PatientInsurancePlanCodeSequence": "X",
-    "PatientMotherBirthName": "X",
-    "PatientName": "Z",
-    "PatientPrimaryLanguageCodeSequence": "X",
-    "PatientPrimaryLanguageModifierCodeSequence": "X",
-    "PatientReligiousPreference": "X",
-    "PatientSex": "Z",
-    "PatientSexNeutered": "X/Z",
-    "PatientSize": "X",
-    "PatientState": "X",
-    "PatientTelecomInformation": "X",
-    "PatientTelephoneNumbers": "X",
-    "PatientWeight": "X",
-    "PerformedLocation": "X",
-    "PerformedProcedureStepDescription": "X",
-    "PerformedProcedureStepEndDate": "X",
-    "PerformedProcedureStepEndDateTime": "X",
-    "PerformedProcedureStepEndTime": "X",
-    "PerformedProcedureStepID": "X",
-    "PerformedProcedureStepStartDate": "X",
-    "PerformedProcedureStepStartDateTime": "X",
-    "PerformedProcedureStepStartTime": "X",
-    "PerformedStationAETitle": "X",
-    "PerformedStationGeographicLocationCodeSequence": "X",
-    "PerformedStationName": "X",
-    "PerformedStationNameCodeSequence": "X",
-    "PerformingPhysicianIdentificationSequence": "X",
-    "PerformingPhysicianName": "X",
-    "PersonAddress": "X",
-    "PersonIdentificationCodeSequence": "D",
-    "PersonName": "D",
-    "PersonTelecomInformation": "X",
-    "PersonTelephoneNumbers": "X",
-    "PhysicianApprovingInterpretation": "X",
-    "PhysiciansOfRecord": "X",
-    "PhysiciansOfRecordIdentificationSequence": "X",
-    "PhysiciansReadingStudyIdentificationSequence": "X",
-    "PlacerOrderNumberImagingServiceRequest": "Z",
-    "PreMedication": "X",
-    "PregnancyStatus": "X",
-    "PresentationDisplayCollectionUID": "U",
-    "PresentationSequenceCollectionUID": "U",
-    "ProtocolName": "X/D",
-    "ReasonForStudy": "X",
-    "ReasonForTheImagingServiceRequest": "X",
-    "ReferencedDigitalSignatureSequence": "X",
-    "ReferencedFrameOfReferenceUID": "U",
-    "ReferencedGeneralPurposeScheduledProcedureStepTransactionUID": "U",
-    "ReferencedPatientAliasSequence": "X",
-    "ReferencedPatientPhotoSequence": "X",
-    "ReferencedPatientSequence": "X",
-    "ReferencedSOPInstanceMACSequence": "X",
-    "ReferencedSOPInstanceUID": "U",
-    "ReferencedSOPInstanceUIDInFile": "U",
-    "ReferencedStudySequence": "X/Z",
-    "ReferringPhysicianAddress": "X",
-    "ReferringPhysicianIdentificationSequence": "X",
-    "ReferringPhysicianName": "Z",
-    "ReferringPhysicianTelephoneNumbers": "X",
-    "RegionOfResidence": "X",
-    "RelatedFrameOfReferenceUID": "U",
-    "RequestAttributesSequence": "X",
-    "RequestedContrastAgent": "X",
-    "RequestedProcedureComments": "X",
-    "RequestedProcedureDescription": "X/Z",
-    "RequestedProcedureID": "X",
-    "RequestedProcedureLocation": "X",
-    "RequestedSOPInstanceUID": "U",
-    "RequestingPhysician": "X",
-    "RequestingService": "X",
-    "RequestingServiceCodeSequence": "X",
-    "ResponsibleOrganization": "X",
-    "ResponsiblePerson": "X",
-    "ResultsComments": "X",
-    "ResultsDistributionListSequence": "X",
-    "ResultsIDIssuer": "X",
-    "ReviewerName": "X/Z",
-    "ScheduledHumanPerformersSequence": "X",
-    "ScheduledPatientInstitutionResidence": "X",
-    "ScheduledPerformingPhysicianIdentificationSequence": "X",
-    "ScheduledPerformingPhysicianName": "X",
-    "ScheduledProcedureStepDescription": "X",
-    "ScheduledProcedureStepEndDate": "X",
-    "ScheduledProcedureStepEndTime": "X",
-    "ScheduledProcedureStepLocation": "X",
-    "ScheduledProcedureStepStartDate": "X",
-    "ScheduledProcedureStepStartTime": "X",
-    "ScheduledStationAETitle": "X",
-    "ScheduledStationGeographicLocationCodeSequence": "X",
-    "ScheduledStationName": "X",
-    "ScheduledStationNameCodeSequence": "X",
-    "ScheduledStudyLocation": "X",
-    "ScheduledStudyLocationAETitle": "X",
-    "SeriesDate": "X/D",
-    "SeriesDescription": "X",
-    "SeriesInstanceUID": "U",
-    "SeriesTime": "X/D",
-    "ServiceEpisodeDescription": "X",
-    "ServiceEpisodeID": "X",
-    "SmokingStatus": "X",
-    "SOPInstanceUID": "U",
-    "SpecialNeeds": "X",
-    "SpecimenUID": "U",
-    "StartAcquisitionDateTime": "X",
-    "StationName": "X/Z/D",
-    "StorageMediaFileSetUID": "U",
-    "StudyComments": "X",
-    "StudyDate": "Z",
-    "StudyDescription": "X",
-    "StudyID": "Z",
-    "StudyIDIssuer": "X",
-    "StudyInstanceUID": "U",
-    "StudyTime": "Z",
-    "SynchronizationFrameOfReferenceUID": "U",
-    "TargetUID": "U",
-    "TemplateExtensionCreatorUID": "U",
-    "TemplateExtensionOrganizationUID": "U",
-    "TextComments": "X",
-    "TextString": "X",
-    "Time": "X",
-    "TimezoneOffsetFromUTC": "X",
-    "TopicAuthor": "X",
-    "TopicKeywords": "X",
-    "TopicSubject": "X",
-    "TopicTitle": "X",
-    "TrackingUID": "U",
-    "TransactionUID": "U",
-    "UID": "U",
-    "VerifyingObserverIdentificationCodeSequence": "Z",
-    "VerifyingObserverName": "D",
-    "VerifyingObserverSequence": "D",
-    "VerifyingOrganization": "X",
-    "VisitComments": "X",
-}
+from qmroct.oct.dicom_tags import PRIVATE, PRIVATE_CREATOR, PRIVATE_GROUP
+from qmroct.oct.model import IntensityScale, ScanPattern
+from qmroct.oct.readers.detect import FORMATS
+from qmroct.oct.readers.source import MAX_BSCANS
 
-# Registered UIDs that name a class, not an instance: kept even though their VR is UI.
-KEPT_UID_KEYWORDS: frozenset[str] = frozenset(
-    {
-        "SOPClassUID",
-        "MediaStorageSOPClassUID",
-        "ReferencedSOPClassUID",
-        "TransferSyntaxUID",
-        "ImplementationClassUID",
-        "CodingSchemeUID",
-        "AffectedSOPClassUID",
-        "RequestedSOPClassUID",
-        "RelatedGeneralSOPClassUID",
-        "OriginalSpecializedSOPClassUID",
-        "ReferencedTransferSyntaxUIDInFile",
-        "ReferencedSOPClassUIDInFile",
-        "MappingResourceUID",
-        "PrivateInformationCreatorUID",
-        "ContextUID",
+TABLE_FILE = "ps3.15_table_e1-1.csv"
+
+
+@cache
+def basic_profile() -> dict[str, str]:
+    """Table E.1-1: tag as 8 upper-case hex digits (``X`` for a wildcard digit) -> action code."""
+    text = resources.files("qmroct.gateway").joinpath("data", TABLE_FILE).read_text("utf-8")
+    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
+    return {row["tag"]: row["basic"] for row in rows}
+
+
+def profile_action(tag: int) -> str | None:
+    """The Basic Profile action code Table E.1-1 gives this (public) tag, or None if unlisted."""
+    table = basic_profile()
+    text = f"{tag:08X}"
+    code = table.get(text)
+    if code is not None:
+        return code
+    for pattern, action in _wildcards().items():
+        if pattern.fullmatch(text):
+            return action
+    return None
+
+
+@cache
+def _wildcards() -> dict[re.Pattern[str], str]:
+    return {
+        re.compile(tag.replace("X", "[0-9A-F]")): code
+        for tag, code in basic_profile().items()
+        if "X" in tag
     }
-)
-
-
-# Retain Safe Private Option (PS3.15 E.3.10): private blocks known to hold no identifying
-# information. qmroct's own OPT block carries only the pixel slope, intensity scale, no-data
-# value, scan pattern, ring geometry and device quality that the readers need.
-SAFE_PRIVATE_CREATORS: frozenset[tuple[int, str]] = frozenset({(0x0071, "QMROCT 1.0")})
 
 
 def first_action(code: str) -> str:
     """The action to apply for a table code: the first, most removing, of the choices."""
     return code.split("/", 1)[0].rstrip("*")
+
+
+# The attributes the study needs, by DICOM keyword. Grouped by the IOD module they come from
+# (PS3.3 A.41 Ophthalmic Tomography Image IOD and the multi-frame functional groups of C.7.6.16).
+STUDY_KEEP: frozenset[str] = frozenset(
+    {
+        # Patient, General Study, General Series (identifiers here are replaced by pseudonyms)
+        "PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+        "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+        "ReferringPhysicianName", "Modality", "SeriesInstanceUID", "SeriesNumber", "Laterality",
+        # Frame of Reference, General Equipment, SOP Common
+        "FrameOfReferenceUID", "PositionReferenceIndicator", "Manufacturer",
+        "ManufacturerModelName", "SoftwareVersions", "SOPClassUID", "SOPInstanceUID",
+        "SpecificCharacterSet", "InstanceNumber",
+        # Image Pixel
+        "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
+        "BitsStored", "HighBit", "PixelRepresentation", "PixelData", "PlanarConfiguration",
+        "NumberOfFrames", "PixelPaddingValue", "LossyImageCompression",
+        "LossyImageCompressionRatio", "LossyImageCompressionMethod", "PresentationLUTShape",
+        "RescaleIntercept", "RescaleSlope", "WindowCenter", "WindowWidth",
+        # Multi-frame Functional Groups, Multi-frame Dimension
+        "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+        "PixelMeasuresSequence", "PixelSpacing", "SliceThickness", "FrameContentSequence",
+        "StackID", "InStackPositionNumber", "DimensionIndexValues", "PlanePositionSequence",
+        "ImagePositionPatient", "PlaneOrientationSequence", "ImageOrientationPatient",
+        "OphthalmicFrameLocationSequence", "ReferenceCoordinates", "OphthalmicImageOrientation",
+        "FrameAnatomySequence", "FrameLaterality", "DimensionOrganizationSequence",
+        "DimensionOrganizationUID", "DimensionIndexSequence", "DimensionIndexPointer",
+        "FunctionalGroupPointer", "ContentDate", "ContentTime", "ConcatenationFrameOffsetNumber",
+        "ConcatenationUID", "InConcatenationNumber", "InConcatenationTotalNumber",
+        "SOPInstanceUIDOfConcatenationSource",
+        # Ophthalmic Tomography Image, Acquisition Parameters, Parameters
+        "ImageType", "AcquisitionDateTime", "AcquisitionDuration", "AcquisitionNumber",
+        "BurnedInAnnotation", "RecognizableVisualFeatures", "ImageLaterality",
+        "AnatomicRegionSequence", "AxialLengthOfTheEye", "HorizontalFieldOfView",
+        "EmmetropicMagnification", "IntraOcularPressure", "PupilDilated",
+        "RefractiveStateSequence", "SphericalLensPower", "CylinderLensPower", "CylinderAxis",
+        "DetectorType", "AcquisitionDeviceTypeCodeSequence", "LightPathFilterTypeStackCodeSequence",
+        "IlluminationTypeCodeSequence", "IlluminationWaveLength", "IlluminationPower",
+        "IlluminationBandwidth", "DepthSpatialResolution", "MaximumDepthDistortion",
+        "AlongScanSpatialResolution", "MaximumAlongScanDistortion", "AcrossScanSpatialResolution",
+        "MaximumAcrossScanDistortion", "ReferencedImageSequence", "ReferencedSOPClassUID",
+        "ReferencedSOPInstanceUID", "PurposeOfReferenceCodeSequence",
+        # Code Sequence Macro (inside the kept sequences)
+        "CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning",
+        # De-identification, written by the de-identifier itself
+        "PatientIdentityRemoved", "DeidentificationMethod", "DeidentificationMethodCodeSequence",
+        "LongitudinalTemporalInformationModified",
+    }
+)  # fmt: skip
+
+# Kept UI attributes that name a class or a syntax, not an instance: their registered values stay.
+CLASS_UID_KEYWORDS: frozenset[str] = frozenset(
+    {"SOPClassUID", "ReferencedSOPClassUID", "MediaStorageSOPClassUID", "TransferSyntaxUID"}
+)
+
+
+@dataclass(frozen=True)
+class SafePrivate:
+    """One private element the Retain Safe Private Option keeps: its VR, its longest value in
+    bytes and, for strings, the only values it may hold."""
+
+    vr: str
+    max_bytes: int
+    values: frozenset[str] | None = None
+
+
+def _choices(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+_PRIVATE_SPEC: dict[str, SafePrivate] = {
+    "slope": SafePrivate("FD", 8),
+    "scale": SafePrivate("LO", 16, _choices(*(s.value for s in IntensityScale))),
+    "no_data": SafePrivate("US", 2),
+    "device_quality": SafePrivate("FD", 8 * MAX_BSCANS),
+    "device_quality_kind": SafePrivate("LO", 16, _choices("spectralis_q", "topcon_fast_q2")),
+    "pattern": SafePrivate("LO", 8, _choices(*(p.value for p in ScanPattern))),
+    "ring": SafePrivate("FD", 24),
+    "source_format": SafePrivate("LO", 16, _choices(*FORMATS)),
+    "fundus_spacing": SafePrivate("FD", 16),
+    "bscan_um": SafePrivate("FD", 8),
+}
+
+# Retain Safe Private Option (PS3.15 E.3.10): (group, creator) -> element offset -> what fits.
+# qmroct's own OPT block holds only the pixel scale, no-data value, scan pattern, ring geometry
+# and device quality the readers need.
+SAFE_PRIVATE: dict[tuple[int, str], dict[int, SafePrivate]] = {
+    (PRIVATE_GROUP, PRIVATE_CREATOR): {
+        offset: _PRIVATE_SPEC[key] for key, (offset, _vr) in PRIVATE.items()
+    }
+}

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from qmroct.errors import ConfigError
+from qmroct.secretfiles import private_dir, private_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pseudonyms (
@@ -40,7 +41,9 @@ class PseudonymStore:
 
     def __init__(self, path: str | Path, *, secret: bytes | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The table maps pseudonyms back to patients: owner-only, in an owner-only folder.
+        private_dir(self.path.parent)
+        private_file(self.path)
         self._secret = secret if secret is not None else _load_or_create_secret(self.key_path)
         if len(self._secret) < 16:
             raise ConfigError(f"{self.key_path}: site secret is shorter than 16 bytes")
@@ -90,6 +93,7 @@ class PseudonymStore:
 
 def _load_or_create_secret(path: Path) -> bytes:
     if path.exists():
+        private_file(path)  # tightened if an older install left it looser
         return bytes.fromhex(path.read_text().strip())
     secret = secrets.token_bytes(32)
     # Create with 0600 from the start: the secret must never be readable by others.

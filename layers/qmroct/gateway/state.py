@@ -5,10 +5,13 @@ dropped connection), and which inbox files were already handled.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+
+from qmroct.secretfiles import private_dir, private_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
@@ -27,6 +30,10 @@ CREATE TABLE IF NOT EXISTS inbox (
 """
 
 
+def _path_hash(path: str) -> str:
+    return "sha256:" + hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -34,7 +41,8 @@ def _now() -> str:
 class GatewayState:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        private_file(self.path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.executescript(_SCHEMA)
@@ -83,11 +91,11 @@ class GatewayState:
             (bucket, key, sha256),
         )
 
-    # inbox
+    # inbox: a clinic's file names often carry a patient's name or id, so only their hash is kept
     def inbox_seen(self, path: str, size: int, mtime_ns: int) -> bool:
         row = self._one(
             "SELECT 1 FROM inbox WHERE path = ? AND size = ? AND mtime_ns = ? AND status != 'failed'",
-            (path, size, mtime_ns),
+            (_path_hash(path), size, mtime_ns),
         )
         return row is not None
 
@@ -96,7 +104,7 @@ class GatewayState:
     ) -> None:
         self._run(
             "INSERT OR REPLACE INTO inbox VALUES (?, ?, ?, ?, ?, ?)",
-            (path, size, mtime_ns, status, reason, _now()),
+            (_path_hash(path), size, mtime_ns, status, reason, _now()),
         )
 
     def close(self) -> None:

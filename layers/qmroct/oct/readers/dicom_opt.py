@@ -13,9 +13,13 @@ import io
 
 import numpy as np
 import pydicom
+from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from qmroct.errors import CorruptScan, UnsupportedFormat
+from qmroct.errors import CorruptScan, ScanError, UnsupportedFormat
 from qmroct.oct.dicom_tags import OPT_SOP_CLASS, PRIVATE, PRIVATE_CREATOR, PRIVATE_GROUP
 from qmroct.oct.model import (
     BscanPosition,
@@ -27,7 +31,7 @@ from qmroct.oct.model import (
     ScanPattern,
     Spacing,
 )
-from qmroct.oct.readers.source import Source, check_dims
+from qmroct.oct.readers.source import Source, check_dims, inflate_bounded
 
 
 def _private(ds: pydicom.Dataset) -> dict[str, object]:
@@ -47,13 +51,36 @@ def _first(seq_owner: object, name: str) -> object | None:
     return seq[0] if seq else None
 
 
-def read_opt(src: Source) -> Scan:
+def read_dicom(name: str, data: bytes, max_bytes: int) -> pydicom.Dataset:
+    """Parse a DICOM file, inflating a deflated one under ``max_bytes``.
+
+    pydicom inflates a Deflated Explicit VR Little Endian dataset whole before reading it (a
+    1 MB file can hold gigabytes of pixels), so the file meta is read here first, and a
+    deflated dataset is inflated incrementally with a cap before pydicom parses it.
+    Raises :class:`UnsupportedFormat` for non-DICOM bytes, :class:`CorruptScan` otherwise.
+    """
+    fp = DicomBytesIO(data)
     try:
-        ds = pydicom.dcmread(io.BytesIO(src.data), force=False)
+        preamble = read_preamble(fp, False)
+        meta = _read_file_meta_info(fp)
+        syntax = str(meta.get("TransferSyntaxUID", ""))
+        if syntax != DeflatedExplicitVRLittleEndian:
+            return pydicom.dcmread(io.BytesIO(data), force=False)
+        inflated = inflate_bounded(name, memoryview(data)[fp.tell() :], max_bytes)
+        body = read_dataset(DicomBytesIO(inflated), is_implicit_VR=False, is_little_endian=True)
+        ds = FileDataset(name, body, preamble=preamble, file_meta=meta, is_implicit_VR=False)
+        ds.set_original_encoding(False, True, body._character_set)
+        return ds
     except InvalidDicomError:
-        raise UnsupportedFormat(src.name, src.data[128:132], "not a DICOM file") from None
-    except Exception as exc:
-        raise CorruptScan(src.name, f"unreadable DICOM: {type(exc).__name__}: {exc}") from None
+        raise UnsupportedFormat(name, data[128:132], "not a DICOM file") from None
+    except ScanError:
+        raise
+    except Exception as exc:  # pydicom raises many types on broken files
+        raise CorruptScan(name, f"unreadable DICOM: {type(exc).__name__}: {exc}") from None
+
+
+def read_opt(src: Source) -> Scan:
+    ds = read_dicom(src.name, src.data, src.max_bytes)
     sop = str(getattr(ds, "SOPClassUID", ""))
     if sop != OPT_SOP_CLASS:
         raise UnsupportedFormat(
@@ -61,7 +88,8 @@ def read_opt(src: Source) -> Scan:
         )
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
-        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        declared = ds.get("NumberOfFrames")
+        frames = 1 if declared is None or declared == "" else int(declared)
         bits = int(ds.BitsAllocated)
         samples = int(getattr(ds, "SamplesPerPixel", 1))
     except (AttributeError, TypeError, ValueError) as exc:
@@ -76,7 +104,14 @@ def read_opt(src: Source) -> Scan:
         pixels = ds.pixel_array
     except Exception as exc:
         raise CorruptScan(src.name, f"pixel data cannot be decoded: {exc}") from None
-    pixels = np.asarray(pixels).reshape(frames, rows, cols)
+    pixels = np.asarray(pixels)
+    if pixels.size != frames * rows * cols:
+        raise CorruptScan(
+            src.name,
+            f"Pixel Data holds {pixels.size} values, not NumberOfFrames x Rows x Columns"
+            f" = {frames} x {rows} x {cols}",
+        )
+    pixels = pixels.reshape(frames, rows, cols)
 
     priv = _private(ds)
     no_data = priv.get("no_data", getattr(ds, "PixelPaddingValue", None))

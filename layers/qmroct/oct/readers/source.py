@@ -46,37 +46,68 @@ class Source:
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def gunzip_bounded(name: str, data: bytes, max_bytes: int) -> bytes:
+def gunzip_bounded(name: str, data: bytes | memoryview, max_bytes: int) -> bytes:
     """Undo the gateway's gzip transfer compression without ever holding more than the limit.
 
     A gzip member can claim almost any ratio, so decompress in steps and stop at the limit
     instead of trusting the trailer's size field (zip bombs). Concatenated members (what a
     streaming compressor writes) are read one after the other, as ``gzip`` does.
     """
+    return inflate_bounded(name, data, max_bytes, wbits=16 + 15, members=True, what="gzip")
+
+
+def inflate_bounded(
+    name: str,
+    data: bytes | memoryview,
+    max_bytes: int,
+    *,
+    wbits: int = -15,
+    members: bool = False,
+    what: str = "deflate",
+) -> bytes:
+    """Decompress ``data`` incrementally, refusing as soon as the output passes ``max_bytes``.
+
+    Linear in the input whatever its shape: the input is walked by offset, never re-copied, and
+    each member is fed in chunks that start small and double, so a file of a million tiny gzip
+    members costs a million small steps, not a million copies of the rest of the file. The
+    output grows in one buffer whose final bytes are handed over without a second copy, so the
+    peak is the limit plus one step, not twice the limit.
+    """
+    import io
     import zlib
 
-    out = bytearray()
-    pending = memoryview(data)
-    step = 1 << 20
+    view = memoryview(data).cast("B")
+    out = io.BytesIO()
+    pos, total = 0, 0
     try:
-        while pending:
-            d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-            while pending and not d.eof:
-                chunk, pending = pending[:step], pending[step:]
-                out += d.decompress(chunk, max_bytes + 1 - len(out))
-                if len(out) > max_bytes or d.unconsumed_tail:
-                    raise ScanTooLarge(
-                        name, f"gzip payload decompresses past the limit of {max_bytes} bytes"
-                    )
-            if not d.eof:
-                raise CorruptScan(name, "truncated gzip compression")
-            # Whatever followed the end of this member is the next member (or padding).
-            pending = memoryview(d.unused_data + bytes(pending))
-            if not any(pending[:512]):
-                break
+        while pos < len(view):
+            d = zlib.decompressobj(wbits=wbits)
+            step = 1024
+            while not d.eof:
+                if pos >= len(view):
+                    raise CorruptScan(name, f"truncated {what} compression")
+                chunk = view[pos : pos + step]
+                pos += len(chunk)
+                step = min(step * 2, 1 << 20)
+                while chunk:
+                    piece = d.decompress(chunk, 1 << 20)
+                    total += len(piece)
+                    if total > max_bytes:
+                        raise ScanTooLarge(
+                            name,
+                            f"{what} payload decompresses past the limit of {max_bytes} bytes",
+                        )
+                    out.write(piece)
+                    chunk = d.unconsumed_tail
+                    if d.eof:
+                        break
+            # What followed the end of this member was fed but not used: step back over it.
+            pos -= len(d.unused_data)
+            if not members or not any(view[pos : pos + 512]):
+                break  # one stream, or zero padding after the last member
     except zlib.error as exc:
-        raise CorruptScan(name, f"broken gzip compression: {exc}") from None
-    return bytes(out)
+        raise CorruptScan(name, f"broken {what} compression: {exc}") from None
+    return out.getvalue()
 
 
 def load(path: Path, name: str, max_bytes: int) -> Source:
