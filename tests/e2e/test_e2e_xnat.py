@@ -4,11 +4,13 @@ with XNAT's real status codes; the contract tests in tests/xnat also run against
 
 from __future__ import annotations
 
+import math
 import time
 
 from qmroct.embedded.stack import EmbeddedStack, StackOptions
 from qmroct.orchestration.publication import publish_measure
 from qmroct.storage.ledger import JobKind, JobState
+from qmroct.xnat.assessor import name_part
 from xnat_standin.server import XnatStandin
 
 MEASURES = ["signal", "completeness"]
@@ -30,7 +32,7 @@ def _wait_xnat_jobs(stack: EmbeddedStack, n_done: int, timeout_s: float = 180) -
     )
 
 
-def test_upload_to_xnat_with_fields_pictures_and_archive(tmp_path):
+def test_upload_to_xnat_with_per_scan_values_pictures_and_archive(tmp_path):
     from qmroct.gateway.pseudonyms import PseudonymStore
     from qmroct.gateway.state import GatewayState
     from qmroct.gateway.upload import Uploader
@@ -72,26 +74,29 @@ def test_upload_to_xnat_with_fields_pictures_and_archive(tmp_path):
             assert list(subjects) == [rec.subject]
             session = xnat.session("E2E", rec.subject, rec.session)
             assert session.xsi_type == "xnat:optSessionData"
-            assert any(s.xsi_type == "xnat:optScanData" for s in session.scans.values())
-            # Every current value is a session field qc_<measure>_<key>, lower-cased.
+            (scan_obj,) = session.scans.values()
+            assert scan_obj.xsi_type == "xnat:optScanData" and scan_obj.id == rec.scan
+            # Every current value sits on the scan, in its measure version's QC assessor:
+            # numbers as statistics, the rest as fields.
+            by_measure = {}
+            for a in session.assessors.values():
+                assert a.xsi_type == "xnat:qcAssessmentData"
+                (entry,) = a.scans
+                assert entry.id == rec.scan
+                by_measure[(entry.fields["measure"], entry.fields["version"])] = entry
             for r in ledger.results(rec.scan_hash):
+                entry = by_measure[(r.measure, r.version)]
                 for key, value in r.values.items():
-                    if value is None:
+                    if isinstance(value, bool) or value is None:
                         continue
-                    name = f"qc_{r.measure}_{key}".lower()
-                    assert name in session.fields, name
-            files = session.resources["QMROCT"].files
+                    if isinstance(value, int | float) and math.isfinite(value):
+                        assert entry.statistics[name_part(key)] == float(value), (r.measure, key)
+            files = scan_obj.resources["QMROCT"].files
             assert any(p.endswith(".png") for p in files)
-            assert any(p.endswith(".html") for p in files)
-            assert any(p.endswith(".json") for p in files)
+            assert "report.html" in files and "results.json" in files
             # The de-identified file itself is on the scan, and carries no original identifier.
-            scan_files = [
-                f
-                for s in session.scans.values()
-                for res in s.resources.values()
-                for f in res.files.values()
-            ]
-            assert scan_files and all(b"PHANTOM21" not in body for body, _ in scan_files)
+            scan_files = list(scan_obj.resources["OCT"].files.values())
+            assert scan_files and all(b"PHANTOM21" not in body for body in scan_files)
 
             # A version bump: recomputed everywhere, the old value archived in XNAT too.
             publish_measure(store, "signal", "1.1.0")
@@ -104,5 +109,12 @@ def test_upload_to_xnat_with_fields_pictures_and_archive(tmp_path):
             assert current.get("signal") == "1.1.0"
             _wait_xnat_jobs(stack, 2)
             session = xnat.session("E2E", rec.subject, rec.session)
-            archive = session.resources["QMROCT_ARCHIVE"].files
+            archive = session.scans[rec.scan].resources["QMROCT_ARCHIVE"].files
             assert any(p.startswith("signal/1.0.0/") for p in archive), sorted(archive)
+            old = [
+                a.scans[0]
+                for a in session.assessors.values()
+                if a.scans[0].fields["measure"] == "signal"
+                and a.scans[0].fields["version"] == "1.0.0"
+            ]
+            assert old and old[0].fields["current"] == "false"

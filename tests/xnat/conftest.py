@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from qmroct.storage.buckets import RESULTS_BUCKET
 from xnat_standin.server import XnatStandin
 
 
@@ -43,3 +46,18 @@ def standin(xnat_target: XnatTarget) -> XnatStandin:
     if xnat_target.standin is None:
         pytest.skip("needs the stand-in (switching a real XNAT off is not a test's business)")
     return xnat_target.standin
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator:
+    """The folder store behind its presigning server, with the ingest and results buckets."""
+    from qmroct.localstore.server import LocalStoreServer
+    from qmroct.localstore.store import LocalFolderStore
+    from qmroct.objectstore import open_store
+
+    secret = secrets.token_hex(16)
+    with LocalStoreServer(LocalFolderStore(tmp_path / "store"), secret=secret) as server:
+        client = open_store("local", server.endpoint, server.access_key, secret)
+        for b in ("oct-ingest", RESULTS_BUCKET):
+            client.ensure_bucket(b)
+        yield client

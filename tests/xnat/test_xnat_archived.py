@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
 from qmroct.events import parse_body
 from qmroct.gateway.pseudonyms import PseudonymStore
 from qmroct.gateway.state import GatewayState
 from qmroct.gateway.upload import Uploader
 from qmroct.xnat.archived import fire_image_stored, stage_session
-
-
-@pytest.fixture
-def store(tmp_path: Path):  # noqa: ANN201
-    from qmroct.localstore.server import LocalStoreServer
-    from qmroct.localstore.store import LocalFolderStore
-    from qmroct.objectstore import open_store
-
-    secret = secrets.token_hex(16)
-    with LocalStoreServer(LocalFolderStore(tmp_path / "store"), secret=secret) as server:
-        client = open_store("local", server.endpoint, server.access_key, secret)
-        client.ensure_bucket("oct-ingest")
-        yield client
 
 
 def test_stage_archived_session_and_fire(store, samples_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
@@ -71,3 +56,26 @@ def test_stage_archived_session_and_fire(store, samples_dir: Path, tmp_path: Pat
     (obj,) = parse_body(bodies[0]).objects()
     assert (obj.bucket, obj.key, obj.event_name) == ("oct-ingest", out.key, "s3:ObjectCreated:Put")
     assert obj.size == out.stored_size
+
+
+def test_scans_qmroct_registered_itself_are_not_staged_again(
+    store,
+    samples_dir: Path,
+    tmp_path: Path,  # noqa: ANN001
+) -> None:
+    """Creating a session in XNAT fires SessionEvent CREATED for qmroct's own pushes too; the
+    command must not feed qmroct's scans back in (a loop)."""
+    root = tmp_path / "input"
+    (root / "SCANS" / "OD" / "OCT").mkdir(parents=True)
+    shutil.copy(samples_dir / "heidelberg_vol/Willis_B_716_0.vol", root / "SCANS/OD/OCT/OD.vol")
+    (root / "SCANS/OD/OCT/SHA256SUMS").write_text("0" * 64 + "  OD.vol\n")
+    up = Uploader(
+        store,
+        PseudonymStore(tmp_path / "gw/p.sqlite3"),
+        GatewayState(tmp_path / "gw/s.sqlite3"),
+        project="GLAUCOMA",
+        compress="none",
+    )
+    (out,) = stage_session(root, subject="S", session="E", uploader=up)
+    assert out.status == "duplicate" and "qmroct" in (out.reason or "")
+    assert list(store.list("oct-ingest")) == []

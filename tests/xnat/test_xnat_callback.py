@@ -2,71 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
-from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
 from qmroct.clients.xnat import XnatClient
-from qmroct.results import MeasureActionResult, ResultStatus
-from qmroct.storage.buckets import RESULTS_BUCKET, result_key
-from qmroct.storage.ledger import Ledger, Policy, job_key
-from qmroct.storage.records import JobKind, JobState, ScanRecord
+from qmroct.storage.ledger import Ledger, Policy
+from qmroct.storage.records import JobKind, JobState
+from qmroct.storage.tokens import XnatTokens
+from qmroct.xnat.assessor import assessor_label, qc_from_item
 from qmroct.xnat.callback import run_callback
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def store(tmp_path: Path):  # noqa: ANN201
-    from qmroct.localstore.server import LocalStoreServer
-    from qmroct.localstore.store import LocalFolderStore
-    from qmroct.objectstore import open_store
-
-    secret = secrets.token_hex(16)
-    with LocalStoreServer(LocalFolderStore(tmp_path / "store"), secret=secret) as server:
-        client = open_store("local", server.endpoint, server.access_key, secret)
-        for b in ("oct-ingest", RESULTS_BUCKET):
-            client.ensure_bucket(b)
-        yield client
-
-
-def _measure(ledger: Ledger, store, scan_hash: str, version: str, snr: float) -> None:  # noqa: ANN001
-    ledger.enqueue("measure", scan_hash, "signal", version)
-    key = job_key("measure", scan_hash, "signal", version)
-    (c,) = [c for c in ledger.claim(cap=10) if c.job.job_key == key]
-    store.put(
-        RESULTS_BUCKET,
-        result_key(scan_hash, "signal", version),
-        f"PNG {version}".encode(),
-        content_type="image/png",
-    )
-    ledger.complete(
-        key,
-        c.lease_token,
-        MeasureActionResult(
-            job_key=key,
-            lease_token=c.lease_token,
-            scan_hash=scan_hash,
-            measure="signal",
-            version=version,
-            status=ResultStatus.OK,
-            values={"snr_db": snr},
-            picture_stored=True,
-            started_at=T0,
-            ended_at=T0,
-        ),
-    )
+from xnat_scene import Clock, add_scan, record_measure
 
 
 @pytest.fixture
@@ -77,25 +24,11 @@ def scene(tmp_path: Path, store, xnat_target):  # noqa: ANN001, ANN201
         policy=Policy(lease_s=60, max_attempts=3),
         clock=clock,
     )
-    data = b"HSF-OCT-103\0 de-identified scan bytes"
-    scan_hash = hashlib.sha256(data).hexdigest()
     sub, ses, scn = xnat_target.label("sub"), xnat_target.label("ses"), xnat_target.label("scn")
     key = f"{xnat_target.project}/{sub}/{ses}/{scn}.vol"
-    info = store.put("oct-ingest", key, data)
-    ledger.catalog.add_scan(
-        ScanRecord(
-            scan_hash=scan_hash,
-            bucket="oct-ingest",
-            key=key,
-            version_id=info.version_id,
-            size=len(data),
-            format="heyex_vol",
-            pattern="line",
-            stored_at=T0,
-        )
-    )
-    _measure(ledger, store, scan_hash, "1.0.0", 20.0)
-    _measure(ledger, store, scan_hash, "1.1.0", 22.5)
+    scan_hash = add_scan(ledger, store, key, b"HSF-OCT-103\0 de-identified scan bytes")
+    record_measure(ledger, store, scan_hash, "1.0.0", 20.0)
+    record_measure(ledger, store, scan_hash, "1.1.0", 22.5)
     ledger.enqueue(JobKind.XNAT, scan_hash, "signal", "1.1.0", action="xnat-callback")
     yield ledger, clock, scan_hash, (sub, ses, scn)
     ledger.close()
@@ -122,19 +55,17 @@ def test_callback_publishes_and_completes(scene, store, xnat_target) -> None:  #
     (claim,) = ledger.claim(cap=1, kinds=[JobKind.XNAT])
     out = run_callback(ledger, store, _params(t, claim), client=_client(t))
     assert out.status == "done", out.reason
-    assert out.push.registered and out.push.fields_written > 0
+    assert out.push.registered and len(out.push.assessors_written) == 2
     assert ledger.job(claim.job.job_key).state == JobState.DONE
     with _client(t) as c:
-        assert c.get_session_fields(t.project, sub, ses)["qc_signal_snr_db"] == "22.5"
-        assert c.get_file(t.project, sub, ses, "QMROCT", f"{scn}/signal.png") == b"PNG 1.1.0"
-        (arch,) = c.list_files(t.project, sub, ses, "QMROCT_ARCHIVE")
+        label = assessor_label(ses, scn, "signal", "1.1.0")
+        (qc,) = qc_from_item(c.get_assessor(t.project, sub, ses, label))
+        assert qc.scan == scn and qc.statistics == {"snr_db": 22.5}
+        get = partial(c.get_file, t.project, sub, ses, scan=scn)
+        assert get("QMROCT", "signal.png") == f"PNG {scan_hash[:8]} 1.1.0".encode()
+        (arch,) = c.list_files(t.project, sub, ses, "QMROCT_ARCHIVE", scan=scn)
         assert "/signal/1.0.0/" in arch["URI"]
-        assert (
-            json.loads(c.get_file(t.project, sub, ses, "QMROCT", f"{scn}/results.json"))["scan"][
-                "scan_hash"
-            ]
-            == scan_hash
-        )
+        assert json.loads(get("QMROCT", "results.json"))["scan"]["scan_hash"] == scan_hash
 
 
 def test_xnat_down_keeps_the_job_queued(scene, store, xnat_target, standin) -> None:  # noqa: ANN001
@@ -142,9 +73,9 @@ def test_xnat_down_keeps_the_job_queued(scene, store, xnat_target, standin) -> N
     t = xnat_target
     (claim,) = ledger.claim(cap=1, kinds=[JobKind.XNAT])
     attempts = ledger.job(claim.job.job_key).attempts
-    standin.fail_next(1000)
+    standin.fail_next(1000)  # 503: XNAT restarting behind its proxy
     out = run_callback(ledger, store, _params(t, claim), client=_client(t))
-    assert out.status == "queued" and "500" in out.reason
+    assert out.status == "queued" and "503" in out.reason
     job = ledger.job(claim.job.job_key)
     assert job.state == JobState.QUEUED and job.attempts == attempts - 1  # released, not failed
     assert ledger.claim(cap=1, kinds=[JobKind.XNAT]) == []  # waits its delay
@@ -165,6 +96,50 @@ def test_xnat_down_keeps_the_job_queued(scene, store, xnat_target, standin) -> N
     ]
 
 
+def test_deterministic_500_ends_the_job_with_a_failure_row(
+    scene, store, xnat_target, standin
+) -> None:  # noqa: ANN001
+    ledger, _clock, scan_hash, _ = scene
+    t = xnat_target
+    (claim,) = ledger.claim(cap=1, kinds=[JobKind.XNAT])
+    standin.fail_next(1000, 500)
+    out = run_callback(ledger, store, _params(t, claim), client=_client(t))
+    standin.fail_next(0)
+    assert out.status == "failed" and "500" in out.reason and scan_hash in out.reason
+    job = ledger.job(claim.job.job_key)
+    assert job.state == JobState.DEAD and "answered 500" in job.last_error
+    assert ledger.claim(cap=1, kinds=[JobKind.XNAT]) == []  # not queued again
+
+
+def test_token_renewed_and_kept_for_the_next_run(scene, store, xnat_target, standin) -> None:  # noqa: ANN001
+    ledger, clock, scan_hash, _ = scene
+    t = xnat_target
+    tokens = XnatTokens(ledger.db)
+    (claim,) = ledger.claim(cap=1, kinds=[JobKind.XNAT])
+    out = run_callback(ledger, store, _params(t, claim), client=_client(t), now=lambda: 1000.0)
+    assert out.status == "done"
+    kept = tokens.get(t.url)
+    assert kept is not None and kept.alias != t.alias and kept.issued_at == 1000.0
+    # Two days on, the bound token has lapsed; the kept one (issued a day and a half ago by
+    # XNAT's clock... renewed again on this run) carries the next push.
+    standin.advance(36 * 3600)
+    ledger.enqueue(JobKind.XNAT, scan_hash, "signal", "1.1.0", action="xnat-callback", rearm=True)
+    (again,) = ledger.claim(cap=1, kinds=[JobKind.XNAT])
+    out = run_callback(
+        ledger, store, _params(t, again), client=_client(t), now=lambda: 1000.0 + 36 * 3600
+    )
+    assert out.status == "done", out.reason
+    renewed = tokens.get(t.url)
+    assert renewed.alias not in (kept.alias, t.alias)  # a day old: replaced before it lapses
+    standin.advance(20 * 3600)  # bound token 56 h, first kept 56 h: both lapsed
+    ledger.enqueue(JobKind.XNAT, scan_hash, "signal", "1.1.0", action="xnat-callback", rearm=True)
+    (third,) = ledger.claim(cap=1, kinds=[JobKind.XNAT])
+    out = run_callback(
+        ledger, store, _params(t, third), client=_client(t), now=lambda: 1000.0 + 56 * 3600
+    )
+    assert out.status == "done", out.reason
+
+
 def test_xnat_refusal_fails_the_job_with_its_message(scene, store, xnat_target) -> None:  # noqa: ANN001
     ledger, _clock, _h, _ = scene
     t = xnat_target
@@ -173,7 +148,7 @@ def test_xnat_refusal_fails_the_job_with_its_message(scene, store, xnat_target) 
     out = run_callback(ledger, store, params, client=_client(t))
     assert out.status == "failed" and "NO_SUCH_PROJECT_QMROCT" in out.reason
     job = ledger.job(claim.job.job_key)
-    assert job.state == JobState.FAILED and "NO_SUCH_PROJECT_QMROCT" in job.last_error
+    assert job.state == JobState.DEAD and "NO_SUCH_PROJECT_QMROCT" in job.last_error
 
 
 def test_action_main_is_thin_over_the_library(scene, store, xnat_target, tmp_path: Path) -> None:  # noqa: ANN001

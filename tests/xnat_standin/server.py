@@ -1,21 +1,20 @@
-"""An in-memory HTTP server that answers the XNAT REST subset qmroct uses, with XNAT's statuses.
+"""An in-memory XNAT for tests: the REST subset qmroct and xnatpy use, with XNAT's answers and
+XNAT's rejections, each written from XNAT's own source (NrgXnat/xnat-web, cited per behaviour).
 
-What it reproduces (XNAT 1.8 behaviour, see docs/reference of XNAT's REST API):
-- alias-token HTTP Basic, ``POST/GET/DELETE /data/JSESSION`` and the ``JSESSIONID`` cookie; 401
-  for anything else;
-- ``PUT`` subject / ``xnat:optSessionData`` session / ``xnat:optScanData`` scan with query-string
-  (or form-encoded) parameters: 201 on create, 200 on update; the session answers its
-  ``XNAT_E...`` id;
-- custom fields ``xnat:optSessionData/fields/field[name=X]/field=V``, names lower-cased, read
-  back through the experiments listing with ``columns=``;
-- resources and files: ``PUT .../resources/{R}`` explicit create (409 when the label exists),
-  ``PUT .../resources/{R}/files/{path}`` (resource created if missing; 400 for
-  ``application/json`` without ``inbody=true``; 200 ``{"duplicates": [...]}`` and no replacement
-  for an existing file without ``overwrite=true``), listings with ``Name, URI, Size, digest``;
-- what ``xnat.connect(url, alias, secret, no_parse_model=True)`` calls: ``GET /`` (Basic, sets
-  the cookie), ``PUT /data/services/auth``, ``GET /data/auth`` ("User 'X' is logged in"),
-  ``GET /data/version`` (404, as on XNAT 1.7+), ``GET /xapi/siteConfig/buildInfo``;
-- ``fail_next(n)``: answer 500 to the next ``n`` requests (XNAT down).
+What xnatpy's default ``xnat.connect(url, user=alias, password=secret)`` needs (xnatpy 0.8
+``xnat/__init__.py``: ``connect``, ``_create_jsession``, ``check_auth``, ``build_model``,
+``parse_schemas_17``; ``xnat/session.py``: ``xnat_version``, ``_check_response``):
+``GET /`` (Basic with an alias token answers the ``JSESSIONID`` cookie), ``GET /data/auth``
+(``User 'X' is logged in``), ``GET /data/version`` (404 on XNAT 1.7+, then
+``/xapi/siteConfig/buildInfo``), ``GET /xapi/schemas`` and ``GET /xapi/schemas/{name}`` (the XSD
+it turns into classes, ``schemas/xnat.xsd`` here), item JSON ``{"items": [{"meta",
+"data_fields", "children"}]}`` for every object, and ``ResultSet.Result`` listings (``ID``,
+``URI``, ``xsiType``; resources by ``xnat_abstractresource_id``; files by ``URI``). Any answer
+that starts with ``<html>`` or ``<!DOCTYPE`` is an error to xnatpy, so JSON and XML answers never
+do.
+
+Switches for tests: ``fail_next(n, status)`` (XNAT or its proxy failing), ``advance(seconds)``
+(time passes: alias tokens expire), ``issue_token()``.
 """
 
 from __future__ import annotations
@@ -25,39 +24,110 @@ import hashlib
 import json
 import re
 import threading
+import time
 import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-FIELD_RE = re.compile(r"^xnat:optsessiondata/fields/field\[name=(?P<name>[^\]]+)\]/field$", re.I)
+XNAT_NS = "http://nrg.wustl.edu/xnat"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+USER = "qmroct"
+# AliasTokenService: an alias token lives 48 hours unless the site says otherwise
+# (xnat-web, org.nrg.xdat.services.impl.hibernate.HibernateAliasTokenService, setting
+# ``aliasTokenTimeout`` "2 days").
+TOKEN_LIFETIME_S = 48 * 3600.0
+# SecureResource.getFileWriters reads a raw request body only for the media types of
+# RequestUtil's supported upload types (binary and archive types); any other type (text/html,
+# application/json, text/xml) without ``inbody=true`` gives no file writers, and
+# FileList.handlePost answers 400 (xnat-web, restlet/resources/files/FileList.java).
+SUPPORTED_UPLOAD_TYPES = frozenset(
+    {
+        "application/octet-stream",
+        "application/zip",
+        "application/x-zip-compressed",
+        "application/x-gzip",
+        "application/gzip",
+        "application/x-tar",
+        "application/dicom",
+    }
+)
+# The searchable data types and their display fields (XNAT's display documents, e.g.
+# xnat-web schemas/xnat/display/qcAssessmentData_display.xml). The stand-in lists the types qmroct
+# writes with their identifying fields.
+SEARCHABLE: dict[str, list[str]] = {
+    "xnat:projectData": ["ID", "NAME"],
+    "xnat:subjectData": ["SUBJECT_ID", "SUBJECT_LABEL"],
+    "xnat:optSessionData": ["SESSION_ID", "LABEL", "DATE"],
+    "xnat:optScanData": ["ID", "TYPE", "QUALITY"],
+    "xnat:qcAssessmentData": ["SESSION_ID", "LABEL", "SESSION_LABEL", "TYPE"],
+}
+FIELD_RE = re.compile(r"^xnat:\w+/fields/field\[name=(?P<name>[^\]]+)\]/field$", re.I)
 
 
 @dataclass
 class Resource:
-    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # path -> body, type
+    id: int
+    label: str
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
 class Scan:
+    id: str
     xsi_type: str
     attrs: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, Resource] = field(default_factory=dict)
+
+
+@dataclass
+class AssessorScan:
+    id: str
+    statistics: dict[str, float] = field(default_factory=dict)  # additionalStatistics
+    fields: dict[str, str] = field(default_factory=dict)  # addField
+
+
+@dataclass
+class Assessor:
+    id: str
+    label: str
+    xsi_type: str
+    attrs: dict[str, str] = field(default_factory=dict)
+    scans: list[AssessorScan] = field(default_factory=list)
     resources: dict[str, Resource] = field(default_factory=dict)
 
 
 @dataclass
 class Session:
     id: str
+    label: str
     xsi_type: str
+    subject_id: str
+    project: str
     attrs: dict[str, str] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)
     scans: dict[str, Scan] = field(default_factory=dict)
     resources: dict[str, Resource] = field(default_factory=dict)
+    assessors: dict[str, Assessor] = field(default_factory=dict)
 
 
 @dataclass
 class Subject:
+    id: str
+    label: str
+    project: str
     sessions: dict[str, Session] = field(default_factory=dict)
+
+
+@dataclass
+class Token:
+    alias: str
+    secret: str
+    issued_at: float
 
 
 class _Reply(Exception):
@@ -67,16 +137,49 @@ class _Reply(Exception):
         self.ctype = ctype
 
 
+def _html(status: int, message: str) -> _Reply:
+    """XNAT's Restlet error page: the message in <h3> (xnatpy reads it from there)."""
+    return _Reply(status, f"<html><body><h3>{message}</h3></body></html>", "text/html")
+
+
+def _json(payload: object, status: int = 200) -> _Reply:
+    return _Reply(status, json.dumps(payload), "application/json")
+
+
+def _result_set(rows: list[dict]) -> _Reply:
+    return _json({"ResultSet": {"Result": rows, "totalRecords": str(len(rows))}})
+
+
+def _item(xsi_type: str, data: dict, children: list[dict] | None = None) -> dict:
+    """One object as XNAT's item JSON (XNAT's JSON form of an XFTItem, read by xnatpy's
+    ``XNATObject.fulldata``): ``meta`` with ``xsi:type`` and ``isHistory``, ``data_fields``,
+    and nested elements as ``children`` ``[{"field": path, "items": [...]}]``."""
+    return {
+        "meta": {"xsi:type": xsi_type, "isHistory": False, "create_event_id": 1},
+        "data_fields": data,
+        "children": children or [],
+    }
+
+
 class XnatStandin:
     """Start with ``with XnatStandin(projects=["P1"]) as xnat: xnat.url, xnat.alias, ...``."""
 
-    def __init__(self, projects: tuple[str, ...] | list[str] = ("QMROCT",)) -> None:
-        self.alias = str(uuid.uuid4())
-        self.secret = uuid.uuid4().hex
+    def __init__(
+        self,
+        projects: tuple[str, ...] | list[str] = ("QMROCT",),
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._offset = 0.0
+        self._clock = clock
+        self.tokens: dict[str, Token] = {}
+        first = self.issue_token()
+        self.alias, self.secret = first.alias, first.secret
         self.projects: dict[str, dict[str, Subject]] = {p: {} for p in projects}
         self.sessions_open: set[str] = set()
         self.requests: list[tuple[str, str, str]] = []  # method, path, auth kind
-        self._fail = 0
+        self.uploads: list[tuple[str, str, dict[str, str]]] = []  # path, content type, query
+        self._fail: list[int] = []
         self._counter = 0
         self.lock = threading.RLock()
         handler = type("Handler", (_Handler,), {"standin": self})
@@ -84,17 +187,13 @@ class XnatStandin:
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
+    # ---- lifecycle
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
-    def fail_next(self, n: int) -> None:
-        """Answer 500 to the next ``n`` requests, as an XNAT that is down or restarting."""
-        with self.lock:
-            self._fail = n
-
     def start(self) -> XnatStandin:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 
@@ -108,17 +207,123 @@ class XnatStandin:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # ---- switches
+    def now(self) -> float:
+        return self._clock() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Let time pass on the server (alias tokens expire)."""
+        self._offset += seconds
+
+    def fail_next(self, n: int, status: int = 503) -> None:
+        """Answer ``status`` to the next ``n`` requests: 503 is XNAT down or restarting behind its
+        proxy; 500 is XNAT failing the same way every time."""
+        with self.lock:
+            self._fail = [status] * n
+
+    def issue_token(self) -> Token:
+        """AliasTokenRestlet ``/data/services/tokens/issue``: a new alias and secret for the user."""
+        tok = Token(alias=str(uuid.uuid4()), secret=uuid.uuid4().hex, issued_at=self.now())
+        self.tokens[tok.alias] = tok
+        return tok
+
+    def token_valid(self, alias: str, secret: str) -> bool:
+        tok = self.tokens.get(alias)
+        return (
+            tok is not None
+            and tok.secret == secret
+            and self.now() - tok.issued_at < TOKEN_LIFETIME_S
+        )
+
     # ---- for the tests to inspect
+    def subject(self, project: str, label: str) -> Subject:
+        return self.projects[project][label]
+
     def session(self, project: str, subject: str, label: str) -> Session:
         return self.projects[project][subject].sessions[label]
 
     def writes(self) -> list[tuple[str, str, str]]:
         return [r for r in self.requests if r[0] in ("PUT", "POST", "DELETE")]
 
-    def next_id(self) -> str:
+    def next_id(self, kind: str = "E") -> str:
         with self.lock:
             self._counter += 1
-            return f"XNAT_E{self._counter:05d}"
+            return f"XNAT_{kind}{self._counter:05d}"
+
+    def next_int(self) -> int:
+        with self.lock:
+            self._counter += 1
+            return self._counter
+
+    def all_sessions(self) -> list[Session]:
+        return [
+            ses
+            for subs in self.projects.values()
+            for sub in subs.values()
+            for ses in sub.sessions.values()
+        ]
+
+
+def _find_subject(subjects: dict[str, Subject], key: str) -> Subject | None:
+    """XNAT resolves a subject in a URL by ID or by label (SubjectResource)."""
+    if key in subjects:
+        return subjects[key]
+    return next((s for s in subjects.values() if s.id == key), None)
+
+
+def _find_session(sessions: dict[str, Session], key: str) -> Session | None:
+    if key in sessions:
+        return sessions[key]
+    return next((s for s in sessions.values() if s.id == key), None)
+
+
+def _find_resource(resources: dict[str, Resource], key: str) -> Resource | None:
+    """By label or by ``xnat_abstractresource_id``, as xnatpy addresses listed resources."""
+    if key in resources:
+        return resources[key]
+    return next((r for r in resources.values() if str(r.id) == key), None)
+
+
+def _parse_assessor_xml(body: bytes) -> tuple[str, dict[str, str], list[AssessorScan]]:
+    """The XML document of an assessor PUT with ``inbody=true`` (the XNAT XML form of the
+    item); raises 400 like XNAT's XML reader when it is not a document of the schema."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise _html(400, f"Unable to parse the XML document: {exc}") from exc
+    if not root.tag.startswith(f"{{{XNAT_NS}}}"):
+        raise _html(400, f"Unknown root element {root.tag}")
+    element = root.tag.split("}", 1)[1]
+    xsi_type = {"QCAssessment": "xnat:qcAssessmentData"}.get(element)
+    if xsi_type is None:
+        raise _html(400, f"Unknown data type for element xnat:{element}")
+    attrs = dict(root.attrib)
+    for name in ("date", "imageSession_ID", "note"):
+        el = root.find(f"{{{XNAT_NS}}}{name}")
+        if el is not None and el.text:
+            attrs[name] = el.text
+    if not attrs.get("imageSession_ID"):
+        # imageSession_ID is required by xnat:imageAssessorData (minOccurs 1 in xnat.xsd).
+        raise _html(400, "Missing required field xnat:imageAssessorData/imageSession_ID")
+    scans: list[AssessorScan] = []
+    for s in root.iterfind(f"{{{XNAT_NS}}}scans/{{{XNAT_NS}}}scan"):
+        if not s.get("id"):
+            raise _html(400, "Missing required field xnat:qcAssessmentData/scans/scan/id")
+        entry = AssessorScan(id=s.get("id", ""))
+        stats = s.find(f"{{{XNAT_NS}}}scanStatistics")
+        if stats is not None:
+            for a in stats.iterfind(f"{{{XNAT_NS}}}additionalStatistics"):
+                try:
+                    entry.statistics[a.get("name", "")] = float(a.text or "")
+                except ValueError as exc:
+                    # additionalStatistics is xs:double.
+                    raise _html(400, f"Invalid value {a.text!r} for xs:double") from exc
+            for a in stats.iterfind(f"{{{XNAT_NS}}}addField"):
+                entry.fields[a.get("name", "")] = a.text or ""
+        scans.append(entry)
+    if not scans:
+        raise _html(400, "Missing required field xnat:qcAssessmentData/scans/scan")
+    return xsi_type, attrs, scans
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -138,242 +343,527 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _auth(self) -> tuple[str, str | None]:
-        """("basic"|"session"|"none", session id when one was opened by Basic)."""
-        cookie = self.headers.get("Cookie", "")
-        m = re.search(r"JSESSIONID=([^;]+)", cookie)
-        if m and m.group(1) in self.standin.sessions_open:
-            return "session", None
+    def _cookie(self) -> str | None:
+        m = re.search(r"JSESSIONID=([^;]+)", self.headers.get("Cookie", ""))
+        return m.group(1) if m else None
+
+    def _auth(self) -> str:
+        """ "session" (a live JSESSIONID), "basic" (a valid, unexpired alias token), "expired",
+        or "none"."""
+        s = self.standin
+        if self._cookie() in s.sessions_open:
+            return "session"
         header = self.headers.get("Authorization", "")
         if header.startswith("Basic "):
             try:
                 user, _, pw = base64.b64decode(header[6:]).decode().partition(":")
             except ValueError:
-                return "none", None
-            if (user, pw) == (self.standin.alias, self.standin.secret):
-                return "basic", None
-        return "none", None
+                return "none"
+            if s.token_valid(user, pw):
+                return "basic"
+            if user in s.tokens and s.tokens[user].secret == pw:
+                return "expired"
+        return "none"
 
     def _body(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
+    def _new_session(self) -> str:
+        token = uuid.uuid4().hex.upper()
+        self.standin.sessions_open.add(token)
+        return token
+
     def _handle(self) -> None:
         s = self.standin
         parts = urlsplit(self.path)
-        path = unquote(parts.path)
+        path = unquote(parts.path).rstrip("/") or "/"
+        if path.startswith("/data/archive/") or path.startswith("/REST/"):
+            # XNATApplication attaches the same resources under /data, /data/archive and /REST.
+            path = (
+                "/data/" + path.split("/", 3)[3]
+                if path.startswith("/data/")
+                else "/data/" + path[6:]
+            )
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         body = self._body()
         ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if ctype == "application/x-www-form-urlencoded" and body:
+        form = ctype == "application/x-www-form-urlencoded"
+        if form and body:
             query.update(parse_qsl(body.decode(), keep_blank_values=True))
-        kind, _ = self._auth()
+        kind = self._auth()
         with s.lock:
             s.requests.append((self.command, path, kind))
-            if s._fail > 0:
-                s._fail -= 1
-                raise _Reply(
-                    500, "<html><body><h3>Internal Server Error</h3></body></html>", "text/html"
+            if s._fail:
+                status = s._fail.pop()
+                raise _html(
+                    status, "Service Unavailable" if status == 503 else "Internal Server Error"
                 )
         if path == "/data/version" and self.command == "GET":
-            raise _Reply(404, "<html><body><h3>Not Found</h3></body></html>", "text/html")
-        if path == "/data/services/auth" and self.command == "PUT":
-            if (query.get("username"), query.get("password")) != (s.alias, s.secret):
-                raise _Reply(
-                    401, "<html><body><h3>Login attempt failed</h3></body></html>", "text/html"
-                )
-            token = uuid.uuid4().hex.upper()
-            s.sessions_open.add(token)
-            raise _Reply(200, token)
-        if kind == "none":
-            raise _Reply(401, "<html><body><h3>Unauthorized</h3></body></html>", "text/html")
-        if path in ("", "/") and self.command == "GET":
-            token = uuid.uuid4().hex.upper()
-            s.sessions_open.add(token)
-            self._reply(200, b"XNAT stand-in", "text/plain", cookie=token)
+            # XNAT 1.7+ has no /data/version; xnatpy then asks /xapi/siteConfig/buildInfo.
+            raise _html(404, "Not Found")
+        if kind in ("none", "expired"):
+            if path == "/" and self.command == "GET":
+                # The login page, as XNAT shows to an anonymous visitor (xnatpy's redirect check).
+                raise _Reply(200, "<html><body>XNAT login</body></html>", "text/html")
+            # An expired alias token is refused like a wrong one: XnatBasicAuthenticationFilter
+            # validates the alias with AliasTokenService, which treats it as unknown once expired.
+            raise _html(401, "Unauthorized" if kind == "none" else "Alias token expired")
+        if path == "/" and self.command == "GET":
+            self._reply(
+                200, b"<html><body>XNAT</body></html>", "text/html", cookie=self._new_session()
+            )
             return
         if path == "/data/JSESSION":
             if self.command == "POST" or (self.command == "GET" and kind == "basic"):
-                token = uuid.uuid4().hex.upper()
-                s.sessions_open.add(token)
+                token = self._new_session()
                 self._reply(200, token.encode(), "text/plain", cookie=token)
                 return
             if self.command == "GET":
-                m = re.search(r"JSESSIONID=([^;]+)", self.headers.get("Cookie", ""))
-                raise _Reply(200, m.group(1) if m else "")
+                raise _Reply(200, self._cookie() or "")
             if self.command == "DELETE":
-                m = re.search(r"JSESSIONID=([^;]+)", self.headers.get("Cookie", ""))
-                if m:
-                    s.sessions_open.discard(m.group(1))
+                s.sessions_open.discard(self._cookie() or "")
                 raise _Reply(200, "")
         if path == "/data/auth" and self.command == "GET":
-            raise _Reply(200, f"User '{s.alias}' is logged in")
+            raise _Reply(200, f"User '{USER}' is logged in")
         if path == "/xapi/siteConfig/buildInfo":
-            raise _Reply(
-                200, json.dumps({"version": "1.8.10", "buildNumber": "standin"}), "application/json"
+            raise _json({"version": "1.8.10", "buildNumber": "standin"})
+        if path == "/xapi/schemas" and self.command == "GET":
+            # SchemaApi lists the data-type schemas XNAT loaded; xnatpy fetches each one.
+            raise _json(sorted(p.stem for p in SCHEMA_DIR.glob("*.xsd")))
+        if path.startswith("/xapi/schemas/") and self.command == "GET":
+            f = SCHEMA_DIR / f"{path.rsplit('/', 1)[1]}.xsd"
+            if not f.is_file():
+                raise _html(404, "Not Found")
+            raise _Reply(200, f.read_bytes(), "application/xml")
+        if path == "/data/search/elements" and self.command == "GET":
+            # SearchElementsResource: the data types a user may search, one ELEMENT_NAME per row.
+            raise _result_set([{"ELEMENT_NAME": t} for t in SEARCHABLE])
+        if path.startswith("/data/search/elements/") and self.command == "GET":
+            # SearchElementResource: the display fields of one data type (FIELD_ID per row).
+            fields = SEARCHABLE.get(path.rsplit("/", 1)[1])
+            if fields is None:
+                raise _html(404, "Not Found")
+            raise _result_set([{"FIELD_ID": f} for f in fields])
+        if path == "/data/services/tokens/issue" and self.command == "GET":
+            tok = s.issue_token()
+            raise _json(
+                {
+                    "alias": tok.alias,
+                    "secret": tok.secret,
+                    "xdatUserId": USER,
+                    "estimatedExpirationTime": int((tok.issued_at + TOKEN_LIFETIME_S) * 1000),
+                }
             )
-        if path == "/data/services/tokens/issue":
-            raise _Reply(
-                200, json.dumps({"alias": s.alias, "secret": s.secret}), "application/json"
-            )
-        self._rest(path, query, body, ctype)
+        self._rest(path, query, body, ctype, form)
 
-    # ---- /data/projects/...
-    def _rest(self, path: str, q: dict[str, str], body: bytes, ctype: str) -> None:
+    # ---- /data/...
+    def _rest(self, path: str, q: dict[str, str], body: bytes, ctype: str, form: bool) -> None:
         s = self.standin
-        seg = [p for p in path.split("/") if p]
-        if len(seg) < 3 or seg[:2] != ["data", "projects"]:
-            raise _Reply(404, "<html><body><h3>Not Found</h3></body></html>", "text/html")
-        project = seg[2]
-        if project not in s.projects:
-            raise _Reply(
-                404, f"<html><body><h3>Project {project} not found</h3></body></html>", "text/html"
-            )
-        subjects = s.projects[project]
-        rest = seg[3:]
+        seg = [p for p in path.split("/") if p][1:]  # drop "data"
         method = self.command
-        with s.lock:
-            if len(rest) == 2 and rest[0] == "subjects" and method == "PUT":
-                created = rest[1] not in subjects
-                subjects.setdefault(rest[1], Subject())
-                raise _Reply(201 if created else 200, rest[1])
-            if len(rest) < 2 or rest[0] != "subjects" or rest[1] not in subjects:
-                raise _Reply(
-                    404, "<html><body><h3>Subject not found</h3></body></html>", "text/html"
-                )
-            subject = subjects[rest[1]]
-            rest = rest[2:]
-            if rest == ["experiments"] and method == "GET":
-                raise self._listing(subject, q)
-            if len(rest) < 2 or rest[0] != "experiments":
-                raise _Reply(404, "not found")
-            label = rest[1]
-            rest = rest[2:]
-            if not rest and method == "PUT":
-                raise self._put_session(subject, label, q)
-            if label not in subject.sessions:
-                raise _Reply(
-                    404,
-                    f"<html><body><h3>Experiment {label} not found</h3></body></html>",
-                    "text/html",
-                )
-            sess = subject.sessions[label]
-            holder: Session | Scan = sess
-            if rest[:1] == ["scans"] and len(rest) >= 2:
-                scan_id = rest[1]
-                rest = rest[2:]
-                if not rest and method == "PUT":
-                    created = scan_id not in sess.scans
-                    scan = sess.scans.setdefault(
-                        scan_id, Scan(q.get("xsiType", "xnat:optScanData"))
-                    )
-                    for k, v in q.items():
-                        if k.lower().startswith("xnat:optscandata/"):
-                            scan.attrs[k.split("/", 1)[1].lower()] = v
-                    raise _Reply(201 if created else 200, scan_id)
-                if scan_id not in sess.scans:
-                    raise _Reply(
-                        404, "<html><body><h3>Scan not found</h3></body></html>", "text/html"
-                    )
-                holder = sess.scans[scan_id]
-            if rest[:1] == ["resources"]:
-                raise self._resources(holder, rest[1:], q, body, ctype)
-        raise _Reply(404, "not found")
-
-    def _put_session(self, subject: Subject, label: str, q: dict[str, str]) -> _Reply:
-        created = label not in subject.sessions
-        if created:
-            subject.sessions[label] = Session(
-                id=self.standin.next_id(), xsi_type=q.get("xsiType", "xnat:optSessionData")
+        if seg == ["projects"] and method == "GET":
+            raise _result_set(
+                [
+                    {"ID": p, "secondary_ID": p, "name": p, "URI": f"/data/projects/{p}"}
+                    for p in s.projects
+                ]
             )
-        sess = subject.sessions[label]
-        for k, v in q.items():
-            m = FIELD_RE.match(k)
-            if m:
-                sess.fields[m.group("name").lower()] = v  # XNAT lower-cases field names
-            elif k == "date" or k.lower().startswith("xnat:optsessiondata/"):
-                sess.attrs[k.split("/", 1)[-1].lower()] = v
-        return _Reply(201 if created else 200, sess.id)
-
-    def _listing(self, subject: Subject, q: dict[str, str]) -> _Reply:
-        want = q.get("xnat:optSessionData/label")
-        rows = []
-        for label, sess in subject.sessions.items():
-            if want and label != want:
-                continue
-            base = {"ID": sess.id, "label": label, "xsiType": sess.xsi_type}
-            if "fields/field" in q.get("columns", "") and sess.fields:
-                for name, value in sess.fields.items():
-                    rows.append(
-                        base
-                        | {
-                            "xnat:optsessiondata/fields/field/field": value,
-                            "xnat:optsessiondata/fields/field/name": name,
+        with s.lock:
+            if seg[:1] == ["experiments"] and len(seg) >= 2:
+                ses = next((x for x in s.all_sessions() if x.id == seg[1]), None)
+                if ses is None:
+                    raise _html(404, f"Experiment {seg[1]} not found")
+                raise self._session_path(ses, seg[2:], q, body, ctype)
+            if seg[:1] == ["subjects"] and len(seg) >= 2:
+                sub = next(
+                    (x for subs in s.projects.values() for x in subs.values() if x.id == seg[1]),
+                    None,
+                )
+                if sub is None:
+                    raise _html(404, f"Subject {seg[1]} not found")
+                raise self._subject_path(sub, seg[2:], q, body, ctype)
+            if seg[:1] != ["projects"] or len(seg) < 2:
+                raise _html(404, "Not Found")
+            project = seg[1]
+            if project not in s.projects:
+                raise _html(404, f"Project {project} not found")
+            subjects = s.projects[project]
+            rest = seg[2:]
+            if not rest and method == "GET":
+                raise _json(
+                    {
+                        "items": [
+                            _item(
+                                "xnat:projectData",
+                                {"ID": project, "secondary_ID": project, "name": project},
+                            )
+                        ]
+                    }
+                )
+            if rest == ["subjects"] and method == "GET":
+                raise _result_set(
+                    [
+                        {
+                            "ID": x.id,
+                            "label": x.label,
+                            "project": project,
+                            "URI": f"/data/subjects/{x.id}",
                         }
-                    )
-            else:
-                rows.append(base)
-        payload = {"ResultSet": {"Result": rows, "totalRecords": str(len(rows))}}
-        return _Reply(200, json.dumps(payload), "application/json")
+                        for x in subjects.values()
+                    ]
+                )
+            if rest == ["experiments"] and method == "GET":
+                raise self._experiments(
+                    [x for sub in subjects.values() for x in sub.sessions.values()], q
+                )
+            if rest[:1] == ["experiments"] and len(rest) >= 2:
+                ses = next(
+                    (x for sub in subjects.values() if (x := _find_session(sub.sessions, rest[1]))),
+                    None,
+                )
+                if ses is None:
+                    raise _html(404, f"Experiment {rest[1]} not found")
+                raise self._session_path(ses, rest[2:], q, body, ctype)
+            if rest[:1] != ["subjects"] or len(rest) < 2:
+                raise _html(404, "Not Found")
+            sub = _find_subject(subjects, rest[1])
+            if sub is None:
+                if len(rest) == 2 and method == "PUT":
+                    # SubjectResource.handlePut: 201 and the new subject's ID on create.
+                    sub = Subject(id=s.next_id("S"), label=rest[1], project=project)
+                    subjects[rest[1]] = sub
+                    raise _Reply(201, sub.id)
+                raise _html(404, f"Subject {rest[1]} not found")
+            raise self._subject_path(sub, rest[2:], q, body, ctype)
 
-    def _resources(
-        self, holder: Session | Scan, rest: list[str], q: dict[str, str], body: bytes, ctype: str
+    def _subject_path(
+        self, sub: Subject, rest: list[str], q: dict[str, str], body: bytes, ctype: str
     ) -> _Reply:
         method = self.command
         if not rest:
-            rows = [
-                {"label": k, "file_count": str(len(r.files))} for k, r in holder.resources.items()
-            ]
-            return _Reply(200, json.dumps({"ResultSet": {"Result": rows}}), "application/json")
-        label = rest[0]
-        if len(rest) == 1 and method == "PUT":
-            if label in holder.resources:
-                return _Reply(
-                    409,
-                    f"<html><body><h3>Resource {label} already exists</h3></body></html>",
-                    "text/html",
+            if method == "PUT":
+                return _Reply(200, sub.id)
+            if method == "GET":
+                return _json(
+                    {
+                        "items": [
+                            _item(
+                                "xnat:subjectData",
+                                {"ID": sub.id, "label": sub.label, "project": sub.project},
+                            )
+                        ]
+                    }
                 )
-            holder.resources[label] = Resource()
-            return _Reply(200, "")
-        if rest[1:2] != ["files"]:
-            return _Reply(404, "not found")
+        if rest == ["experiments"] and method == "GET":
+            return self._experiments(list(sub.sessions.values()), q)
+        if rest[:1] != ["experiments"] or len(rest) < 2:
+            return _html(404, "Not Found")
+        ses = _find_session(sub.sessions, rest[1])
+        if ses is None:
+            if len(rest) == 2 and method == "PUT":
+                return self._put_session(sub, rest[1], q, created=True)
+            return _html(404, f"Experiment {rest[1]} not found")
+        return self._session_path(ses, rest[2:], q, body, ctype)
+
+    def _experiments(self, sessions: list[Session], q: dict[str, str]) -> _Reply:
+        want = q.get("label") or q.get("xnat:optSessionData/label")
+        rows = [
+            {
+                "ID": x.id,
+                "label": x.label,
+                "xsiType": x.xsi_type,
+                "project": x.project,
+                "subject_ID": x.subject_id,
+                "date": x.attrs.get("date", ""),
+                "URI": f"/data/experiments/{x.id}",
+            }
+            for x in sessions
+            if not want or x.label == want
+        ]
+        return _result_set(rows)
+
+    def _put_session(self, sub: Subject, label: str, q: dict[str, str], *, created: bool) -> _Reply:
+        s = self.standin
+        if created:
+            ses = Session(
+                id=s.next_id("E"),
+                label=label,
+                xsi_type=q.get("xsiType", "xnat:mrSessionData"),
+                subject_id=sub.id,
+                project=sub.project,
+            )
+            sub.sessions[label] = ses
+        else:
+            ses = sub.sessions[label]
+        prefix = f"{ses.xsi_type.lower()}/"
+        for k, v in q.items():
+            m = FIELD_RE.match(k)
+            if m:
+                ses.fields[m.group("name").lower()] = v  # XNAT lower-cases field names
+            elif k == "date" or k.lower().startswith(prefix):
+                ses.attrs[k.lower().removeprefix(prefix)] = v
+        # SubjAssessorResource.handlePut: 201 with the experiment ID on create, 200 on update.
+        return _Reply(201 if created else 200, ses.id)
+
+    def _session_path(
+        self, ses: Session, rest: list[str], q: dict[str, str], body: bytes, ctype: str
+    ) -> _Reply:
+        s = self.standin
+        method = self.command
+        if not rest:
+            if method == "PUT":
+                sub = next(x for x in s.projects[ses.project].values() if ses.label in x.sessions)
+                return self._put_session(sub, ses.label, q, created=False)
+            if method == "GET":
+                data = {
+                    "ID": ses.id,
+                    "label": ses.label,
+                    "project": ses.project,
+                    "subject_ID": ses.subject_id,
+                    **({"date": ses.attrs["date"]} if "date" in ses.attrs else {}),
+                }
+                fields = [
+                    _item("xnat:experimentData_field", {"name": n, "field": v})
+                    for n, v in ses.fields.items()
+                ]
+                children = [{"field": "fields/field", "items": fields}] if fields else []
+                return _json({"items": [_item(ses.xsi_type, data, children)]})
+            return _html(405, "Method Not Allowed")
+        if rest == ["scans"] and method == "GET":
+            return _result_set(
+                [
+                    {
+                        "ID": x.id,
+                        "xsiType": x.xsi_type,
+                        "type": x.attrs.get("type", ""),
+                        "quality": x.attrs.get("quality", ""),
+                        "note": x.attrs.get("note", ""),
+                        "URI": f"/data/experiments/{ses.id}/scans/{x.id}",
+                    }
+                    for x in ses.scans.values()
+                ]
+            )
+        if rest[:1] == ["scans"] and len(rest) >= 2:
+            scan_id = rest[1]
+            if len(rest) == 2 and method == "PUT":
+                created = scan_id not in ses.scans
+                scan = ses.scans.setdefault(
+                    scan_id, Scan(scan_id, q.get("xsiType", "xnat:mrScanData"))
+                )
+                prefix = f"{scan.xsi_type.lower()}/"
+                for k, v in q.items():
+                    if k.lower().startswith(prefix):
+                        scan.attrs[k.lower().removeprefix(prefix)] = v
+                return _Reply(201 if created else 200, scan_id)
+            scan = ses.scans.get(scan_id)
+            if scan is None:
+                return _html(404, f"Scan {scan_id} not found")
+            if len(rest) == 2 and method == "GET":
+                data = {"ID": scan.id, "image_session_ID": ses.id, **scan.attrs}
+                return _json({"items": [_item(scan.xsi_type, data)]})
+            if rest[2:3] == ["resources"]:
+                base = f"/data/experiments/{ses.id}/scans/{scan.id}/resources"
+                return self._resources(scan.resources, base, rest[3:], q, body, ctype)
+            return _html(404, "Not Found")
+        if rest[:1] == ["resources"]:
+            base = f"/data/experiments/{ses.id}/resources"
+            return self._resources(ses.resources, base, rest[1:], q, body, ctype)
+        if rest == ["assessors"] and method == "GET":
+            return _result_set(
+                [
+                    {
+                        "ID": a.id,
+                        "label": a.label,
+                        "xsiType": a.xsi_type,
+                        "URI": f"/data/experiments/{ses.id}/assessors/{a.id}",
+                    }
+                    for a in ses.assessors.values()
+                ]
+            )
+        if rest[:1] == ["assessors"] and len(rest) >= 2:
+            return self._assessor(ses, rest[1], rest[2:], q, body, ctype)
+        return _html(404, "Not Found")
+
+    def _assessor(
+        self, ses: Session, key: str, rest: list[str], q: dict[str, str], body: bytes, ctype: str
+    ) -> _Reply:
+        s = self.standin
+        method = self.command
+        a = ses.assessors.get(key) or next((x for x in ses.assessors.values() if x.id == key), None)
+        if not rest and method == "PUT":
+            if not body:
+                return _html(400, "No assessor document: PUT the XML with inbody=true")
+            if q.get("inbody") != "true" and ctype not in ("text/xml", "application/xml"):
+                # SecureResource.loadItem reads an XML body only with inbody=true or an XML type.
+                return _html(400, "Unsupported media type for an item body; use inbody=true")
+            xsi_type, attrs, scans = _parse_assessor_xml(body)
+            if attrs.get("imageSession_ID") not in (ses.id, ses.label):
+                return _html(400, f"imageSession_ID {attrs.get('imageSession_ID')} is not {ses.id}")
+            label = attrs.get("label") or key
+            if a is None:
+                a = Assessor(id=s.next_id("E"), label=label, xsi_type=xsi_type)
+                ses.assessors[label] = a
+                created = True
+            else:
+                if a.xsi_type != xsi_type:
+                    return _html(409, f"{a.label} is a {a.xsi_type}, not a {xsi_type}")
+                created = False
+            a.attrs = {k: v for k, v in attrs.items() if k not in ("ID",)}
+            a.scans = scans
+            # ExptAssessmentResource.handlePut: 201 with the ID on create, 200 on update.
+            return _Reply(201 if created else 200, a.id)
+        if a is None:
+            return _html(404, f"Assessor {key} not found")
+        if not rest and method == "GET":
+            data = {"ID": a.id, "label": a.label, "project": ses.project, **a.attrs}
+            scans = [
+                _item(
+                    f"{a.xsi_type}_scan",
+                    {"id": sc.id},
+                    [
+                        {
+                            "field": "scanStatistics",
+                            "items": [
+                                _item(
+                                    "xnat:statisticsData",
+                                    {},
+                                    [
+                                        {
+                                            "field": "additionalStatistics",
+                                            "items": [
+                                                _item(
+                                                    "xnat:statisticsData_additionalStatistics",
+                                                    {"additionalStatistics": v, "name": n},
+                                                )
+                                                for n, v in sc.statistics.items()
+                                            ],
+                                        },
+                                        {
+                                            "field": "addField",
+                                            "items": [
+                                                _item(
+                                                    "xnat:statisticsData_addField",
+                                                    {"addField": v, "name": n},
+                                                )
+                                                for n, v in sc.fields.items()
+                                            ],
+                                        },
+                                    ],
+                                )
+                            ],
+                        }
+                    ],
+                )
+                for sc in a.scans
+            ]
+            return _json(
+                {"items": [_item(a.xsi_type, data, [{"field": "scans/scan", "items": scans}])]}
+            )
+        if rest[:2] == ["out", "resources"]:
+            base = f"/data/experiments/{ses.id}/assessors/{a.id}/out/resources"
+            return self._resources(a.resources, base, rest[2:], q, body, ctype)
+        return _html(404, "Not Found")
+
+    def _resources(
+        self,
+        resources: dict[str, Resource],
+        base: str,
+        rest: list[str],
+        q: dict[str, str],
+        body: bytes,
+        ctype: str,
+    ) -> _Reply:
+        s = self.standin
+        method = self.command
+        if not rest:
+            if method != "GET":
+                return _html(405, "Method Not Allowed")
+            return _result_set(
+                [
+                    {
+                        "xnat_abstractresource_id": str(r.id),
+                        "label": r.label,
+                        "element_name": "xnat:resourceCatalog",
+                        "file_count": str(len(r.files)),
+                        "file_size": str(sum(len(b) for b in r.files.values())),
+                    }
+                    for r in resources.values()
+                ]
+            )
+        res = _find_resource(resources, rest[0])
+        if len(rest) == 1:
+            if method == "PUT":
+                if res is not None:
+                    # CatalogResource.handlePut: a resource label that exists is a conflict.
+                    return _html(409, f"Resource {rest[0]} already exists")
+                resources[rest[0]] = Resource(id=s.next_int(), label=rest[0])
+                return _Reply(200, "")
+            if method == "GET" and res is not None:
+                data = {
+                    "xnat_abstractresource_id": res.id,
+                    "label": res.label,
+                    "file_count": len(res.files),
+                }
+                return _json({"items": [_item("xnat:resourceCatalog", data)]})
+            return _html(404, f"Resource {rest[0]} not found")
+        if rest[1] != "files":
+            return _html(404, "Not Found")
         name = "/".join(rest[2:])
         if method == "GET" and not name:
-            if label not in holder.resources:
-                return _Reply(
-                    404, "<html><body><h3>Resource not found</h3></body></html>", "text/html"
-                )
+            if res is None:
+                return _html(404, f"Resource {rest[0]} not found")
             rows = [
                 {
-                    "Name": n.rsplit("/", 1)[-1],  # XNAT lists the base name; the path is in URI
-                    "URI": f"{self.path.split('?')[0]}/{n}",
+                    # FileList lists the base name in Name and the whole path in URI.
+                    "Name": n.rsplit("/", 1)[-1],
+                    "URI": f"{base}/{res.label}/files/{n}",
                     "Size": str(len(b)),
                     "digest": hashlib.md5(b).hexdigest(),
                     "file_content": "",
                     "file_format": "",
+                    "file_tags": "",
+                    "collection": res.label,
+                    "cat_ID": str(res.id),
                 }
-                for n, (b, _t) in sorted(holder.resources[label].files.items())
+                for n, b in sorted(res.files.items())
             ]
-            return _Reply(200, json.dumps({"ResultSet": {"Result": rows}}), "application/json")
+            return _result_set(rows)
         if method == "GET":
-            res = holder.resources.get(label)
             if res is None or name not in res.files:
-                return _Reply(404, "<html><body><h3>File not found</h3></body></html>", "text/html")
-            data, t = res.files[name]
-            return _Reply(200, data, t or "application/octet-stream")
-        if method == "PUT":
-            if ctype == "application/json" and q.get("inbody") != "true":
-                return _Reply(
+                return _html(404, "File not found")
+            return _Reply(200, res.files[name], "application/octet-stream")
+        if method in ("PUT", "POST"):
+            s.uploads.append((f"{base}/{rest[0]}/files/{name}", ctype, dict(q)))
+            raw_ok = ctype in SUPPORTED_UPLOAD_TYPES or q.get("inbody") == "true"
+            if not body:
+                # FileList.handlePost, no file writers and an empty entity.
+                return _html(
                     400,
-                    "<html><body><h3>Bad Request</h3><p>Unsupported content type application/json without inbody=true</p></body></html>",
-                    "text/html",
+                    f"You tried to {method} to this service, but didn't provide any data (found "
+                    "request entity size of 0). Please check the format of your service request.",
                 )
-            res = holder.resources.setdefault(label, Resource())
+            if not raw_ok:
+                # FileList.handlePost: the body was not read (unsupported type, no inbody).
+                return _html(
+                    400,
+                    f"You tried to {method} a payload of {len(body)} B to this service, but didn't "
+                    f"provide any data. If you think you sent data to upload, you can try to {method} "
+                    "with the query-string parameter inbody=true or use multipart/form-data encoding.",
+                )
+            if res is None:
+                res = Resource(id=s.next_int(), label=rest[0])
+                resources[rest[0]] = res
             if name in res.files and q.get("overwrite") != "true":
-                return _Reply(200, json.dumps({"duplicates": [name]}), "application/json")
-            res.files[name] = (body, ctype)
+                # FileList.handlePost: 200 and {"duplicates": [...]} as a JSON text sent with the
+                # media type text/html; the stored file is left as it was.
+                return _Reply(200, json.dumps({"duplicates": [name]}), "text/html")
+            res.files[name] = body
+            return _Reply(200, "", "text/plain")
+        if method == "DELETE" and res is not None and name in res.files:
+            del res.files[name]
             return _Reply(200, "")
-        return _Reply(405, "method not allowed")
+        return _html(405, "Method Not Allowed")
 
     def _dispatch(self) -> None:
         try:

@@ -5,20 +5,29 @@
   and ``close`` ends the session (``DELETE /data/JSESSION``). Many Basic-auth calls without a
   session overwhelm XNAT's Tomcat. Use it as a context manager: one session per batch.
 - The User-Agent is not a browser's: XNAT enforces CSRF tokens only for browsers.
-- Writes use query-string parameters (``req_format=qs``), as XNAT's own tools do.
-- Connection errors and 5xx are retried with exponential backoff, then raise
-  :class:`XnatUnavailable`; any other 4xx raises :class:`XnatError` carrying XNAT's message.
+- Writes use query-string parameters (``req_format=qs``), as XNAT's own tools do. Files go as
+  ``application/octet-stream``, as xnatpy sends them: XNAT reads a raw body only for its
+  supported upload types (or with ``inbody=true``) and answers 400 to anything else, text/html
+  and application/json included (xnat-web FileList.handlePost). Item documents (assessors) go as
+  XML with ``inbody=true``.
+- Only transient failures are retried (no answer, 502/503/504 from XNAT or its proxy, 429),
+  with exponential backoff, then :class:`XnatUnavailable`; every other 4xx or 5xx is XNAT's
+  answer to this request and will not change: :class:`XnatError` with XNAT's message.
+- Alias tokens expire (48 h by default); :meth:`XnatClient.issue_token` asks XNAT for a new one
+  while the current one still works (see :mod:`qmroct.xnat.token`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 import requests
+from pydantic import BaseModel, ConfigDict, Field
 
 from qmroct import __version__
 from qmroct.errors import QmroctError
@@ -26,6 +35,9 @@ from qmroct.errors import QmroctError
 USER_AGENT = f"qmroct/{__version__} python-requests/{requests.__version__}"
 SESSION_TYPE = "xnat:optSessionData"
 SCAN_TYPE = "xnat:optScanData"
+UPLOAD_TYPE = "application/octet-stream"
+# Statuses worth another try: no XNAT behind the proxy, XNAT restarting, or too busy.
+TRANSIENT = frozenset({429, 502, 503, 504})
 
 
 class XnatError(QmroctError):
@@ -41,7 +53,17 @@ class XnatConflict(XnatError):
 
 
 class XnatUnavailable(XnatError):
-    """XNAT did not answer, or answered 5xx, through every retry: try again later."""
+    """XNAT did not answer, or answered a transient status, through every retry: try later."""
+
+
+class XnatToken(BaseModel):
+    """An alias token as ``/data/services/tokens/issue`` answers it."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    alias: str
+    secret: str
+    expires_ms: int | None = Field(None, alias="estimatedExpirationTime")
 
 
 def _q(part: str) -> str:
@@ -85,6 +107,14 @@ class XnatClient:
         self.jsession: str | None = None
 
     # ---------------------------------------------------------------- session
+    @property
+    def token(self) -> tuple[str, str]:
+        return self._auth
+
+    def use_token(self, alias: str, secret: str) -> None:
+        """Log in with this alias token from now on (the open session, if any, stays)."""
+        self._auth = (alias, secret)
+
     def __enter__(self) -> XnatClient:
         self.open()
         return self
@@ -148,7 +178,7 @@ class XnatClient:
                 if resp.status_code == 401 and auth is None and attempt == 0:
                     self.open()  # the session expired: one new session, then the call again
                     continue
-                if resp.status_code < 500:
+                if resp.status_code not in TRANSIENT:
                     cls = XnatConflict if resp.status_code == 409 else XnatError
                     raise cls(method, path, resp.status_code, _message(resp))
                 if attempt == self.retries:
@@ -238,26 +268,22 @@ class XnatClient:
         name: str,
         data: bytes,
         *,
-        content_type: str = "application/octet-stream",
         scan: str | None = None,
         overwrite: bool = True,
+        content: str = "",
     ) -> list[str]:
-        """Upload one file into a resource (created if missing). Returns XNAT's list of
-        duplicates: non-empty when the file existed and ``overwrite`` was False (not replaced)."""
+        """Upload one file into a resource (created if missing), as xnatpy does: the raw bytes
+        as ``application/octet-stream``. Returns XNAT's list of duplicates: non-empty when the
+        file existed and ``overwrite`` was False (then it is not replaced)."""
         base = self._resource_path(project, subject, session, resource, scan)
         path = f"{base}/files/{'/'.join(_q(p) for p in name.split('/'))}"
         params = {"overwrite": "true"} if overwrite else {}
-        if content_type == "application/json":
-            params["inbody"] = "true"  # without it XNAT answers 400 to JSON bodies
+        if content:
+            params["content"] = content
         resp = self._send(
-            "PUT", path, params=params, data=data, headers={"Content-Type": content_type}
+            "PUT", path, params=params, data=data, headers={"Content-Type": UPLOAD_TYPE}
         )
-        if resp.headers.get("Content-Type", "").startswith("application/json") and resp.text:
-            try:
-                return list(resp.json().get("duplicates", []))
-            except ValueError:
-                return []
-        return []
+        return duplicates(resp.text)
 
     def list_files(
         self, project: str, subject: str, session: str, resource: str, *, scan: str | None = None
@@ -285,44 +311,62 @@ class XnatClient:
         base = self._resource_path(project, subject, session, resource, scan)
         return self._send("GET", f"{base}/files/{'/'.join(_q(p) for p in name.split('/'))}").content
 
-    # ---------------------------------------------------------------- custom fields
-    def set_session_fields(
-        self, project: str, subject: str, session: str, fields: Mapping[str, str]
-    ) -> None:
-        """Write many custom fields in one PUT (form-encoded body). XNAT lower-cases names."""
-        if not fields:
-            return
-        params = {"xsiType": SESSION_TYPE, "req_format": "qs"}
-        body = [
-            (f"{SESSION_TYPE}/fields/field[name={name}]/field", str(value))
-            for name, value in fields.items()
-        ]
-        self._send(
-            "PUT",
-            self._session_path(project, subject, session),
-            params=params,
-            data=body,
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
+    # ---------------------------------------------------------------- items
+    def session_id(self, project: str, subject: str, session: str) -> str:
+        """The experiment ID (``XNAT_E...``) of a session; XnatError 404 when absent."""
+        item = self.get_item(self._session_path(project, subject, session))
+        return str(item["data_fields"]["ID"])
 
-    def get_session_fields(self, project: str, subject: str, session: str) -> dict[str, str]:
-        """The session's custom fields, names lower-case as XNAT keeps them."""
-        path = f"/data/projects/{_q(project)}/subjects/{_q(subject)}/experiments"
-        col_value = f"{SESSION_TYPE}/fields/field/field"
-        col_name = f"{SESSION_TYPE}/fields/field/name"
-        params = {
-            f"{SESSION_TYPE}/label": session,
-            "format": "json",
-            "columns": f"{col_value},{col_name}",
-        }
-        rows = self._send("GET", path, params=params).json().get("ResultSet", {}).get("Result", [])
-        out: dict[str, str] = {}
-        for row in rows:
-            low = {k.lower(): v for k, v in row.items()}
-            name = low.get(col_name.lower())
-            if name:
-                out[str(name).lower()] = str(low.get(col_value.lower(), ""))
-        return out
+    def get_item(self, path: str) -> dict[str, Any]:
+        """One object as XNAT's item JSON: ``{"meta", "data_fields", "children"}``."""
+        items = self._send("GET", path, params={"format": "json"}).json().get("items", [])
+        live = [i for i in items if not i.get("meta", {}).get("isHistory")]
+        if not live:
+            raise XnatError("GET", path, 404, "no item in XNAT's answer")
+        return live[0]
+
+    def list_assessors(self, project: str, subject: str, session: str) -> list[dict[str, Any]]:
+        """``ResultSet.Result`` rows (``ID``, ``label``, ``xsiType``) of a session's assessors."""
+        path = self._session_path(project, subject, session) + "/assessors"
+        resp = self._send("GET", path, params={"format": "json"})
+        return list(resp.json().get("ResultSet", {}).get("Result", []))
+
+    def get_assessor(self, project: str, subject: str, session: str, label: str) -> dict[str, Any]:
+        path = f"{self._session_path(project, subject, session)}/assessors/{_q(label)}"
+        return self.get_item(path)
+
+    def put_assessor(
+        self, project: str, subject: str, session: str, label: str, document: bytes
+    ) -> str:
+        """Create or replace an assessor from its XML document; returns its ID."""
+        path = f"{self._session_path(project, subject, session)}/assessors/{_q(label)}"
+        resp = self._send(
+            "PUT",
+            path,
+            params={"inbody": "true", "allowDataDeletion": "true"},
+            data=document,
+            headers={"Content-Type": "text/xml"},
+        )
+        return resp.text.strip()
+
+    # ---------------------------------------------------------------- tokens
+    def issue_token(self) -> XnatToken:
+        """A new alias token for the logged-in user (AliasTokenRestlet ``issue``)."""
+        resp = self._send("GET", "/data/services/tokens/issue", params={"format": "json"})
+        return XnatToken.model_validate(resp.json())
+
+
+def duplicates(body: str) -> list[str]:
+    """XNAT's duplicates answer: ``{"duplicates": [...]}``, a JSON text that FileList sends as
+    text/html, so it is read whatever the Content-Type says. Empty for any other body."""
+    text = (body or "").strip()
+    if not text.startswith("{"):
+        return []
+    try:
+        found = json.loads(text).get("duplicates", [])
+    except (ValueError, AttributeError):
+        return []
+    return [str(d) for d in found] if isinstance(found, list) else []
 
 
 def md5_hex(data: bytes) -> str:

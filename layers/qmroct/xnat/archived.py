@@ -6,7 +6,8 @@ mounted at ``/input`` (``SCANS/<id>/<RESOURCE>/<files>``). Every OCT file found 
 like any gateway upload and stored at ``{project}/{subject}/{session}/{scan}.{ext}`` with
 XNAT's own labels, so the results come back to the same session. MinIO's webhook then fires
 ``image-stored``; with ``--trigger-url`` (a store without webhooks) this module fires it
-itself with the body MinIO would have sent.
+itself with the body MinIO would have sent. Scans that qmroct registered in XNAT itself (they
+carry its ``OCT/SHA256SUMS`` manifest) are skipped: creating their session fired the event.
 
     python -m qmroct.xnat.archived /input --project P --subject S --session E
 """
@@ -25,9 +26,12 @@ from qmroct.events import object_created, render_body
 from qmroct.gateway.deid import deidentify, sniff
 from qmroct.gateway.models import DeidRefused, Identity, UploadOutcome
 from qmroct.gateway.upload import Uploader
+from qmroct.xnat.sync import MANIFEST, SCAN_RESOURCE
 
 # Files XNAT keeps beside the data, never scans.
 _SKIP = {"SHA256SUMS"}
+# The manifest xnat-callback writes next to every scan it registers.
+QMROCT_MANIFEST = Path(SCAN_RESOURCE) / MANIFEST
 
 
 def _oct_files(scan_dir: Path) -> list[Path]:
@@ -54,6 +58,18 @@ def stage_session(
         raise QmroctError(f"{root}: no SCANS folder (is the session mounted at /input?)")
     outcomes: list[UploadOutcome] = []
     for scan_dir in sorted(p for p in scans.iterdir() if p.is_dir()):
+        if (scan_dir / QMROCT_MANIFEST).is_file():
+            # qmroct put this scan into XNAT itself (xnat-callback registers a scan with this
+            # manifest), and creating its session fired this very event: it is already in the
+            # ingest bucket, and staging it again would start a loop.
+            outcomes.append(
+                UploadOutcome(
+                    source=str(scan_dir),
+                    status="duplicate",
+                    reason="registered in XNAT by qmroct; not staged again",
+                )
+            )
+            continue
         files = _oct_files(scan_dir)
         for i, path in enumerate(files, start=1):
             label = scan_dir.name if len(files) == 1 else f"{scan_dir.name}-{i}"

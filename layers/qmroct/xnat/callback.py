@@ -5,14 +5,18 @@ if this hash is not there yet, then writes every current value, verdict, picture
 the superseded versions (see :mod:`qmroct.xnat.sync`). Outcomes for the ledger:
 
 - done: ``complete``;
-- XNAT unreachable or answering 5xx after the client's retries: ``release`` with a delay, so
-  the job stays queued without spending an attempt, for as long as XNAT is down;
-- XNAT refusing (4xx) or the scan unknown: ``fail`` with XNAT's message (retried, then dead).
+- XNAT unreachable or answering a transient status (502/503/504, 429) after the client's
+  retries: ``release`` with a delay, so the job stays queued without spending an attempt, for
+  as long as XNAT is down;
+- XNAT refusing (any other 4xx or 5xx), a scan unknown to the catalog or whose bytes do not
+  match its hash: ``fail`` without retry, so the job is dead at once and its row carries the
+  scan, the call and XNAT's message. Repeating a deterministic refusal changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,7 +26,9 @@ from qmroct.errors import QmroctError
 from qmroct.objectstore.base import ObjectStore
 from qmroct.results import ResultStatus
 from qmroct.storage.buckets import RESULTS_BUCKET, parse_scan_key, result_key
+from qmroct.storage.tokens import XnatTokens
 from qmroct.xnat.sync import PushReport, ScanPlace, XnatSync
+from qmroct.xnat.token import open_with_best_token, renew_if_due
 
 RELEASE_DELAY_S = 60.0
 
@@ -98,12 +104,20 @@ def run_callback(
     args: Mapping[str, Any],
     *,
     client: XnatClient | None = None,
+    now: Callable[[], float] = time.time,
 ) -> CallbackOutcome:
-    """The xnat-callback action's work: publish, then settle the job in the ledger."""
+    """The xnat-callback action's work: publish, then settle the job in the ledger.
+
+    XNAT down (no answer, 502/503/504, 429 after the client's retries): the job is released to
+    run again later without spending an attempt. Any other refusal (4xx, 500) is XNAT's answer
+    to this very request and would be the same next time: the job fails, its row saying why."""
     p = XnatCallbackParams.model_validate(dict(args))
     client = client or XnatClient(p.xnat_url, p.xnat_alias, p.xnat_secret)
+    tokens = XnatTokens(ledger.db)
     try:
-        with client:
+        open_with_best_token(client, tokens, (p.xnat_alias, p.xnat_secret))
+        try:
+            renew_if_due(client, tokens, now())
             report = publish_scan(
                 ledger,
                 store,
@@ -112,11 +126,14 @@ def run_callback(
                 project=p.xnat_project,
                 results_bucket=p.results_bucket,
             )
+        finally:
+            client.close()
     except XnatUnavailable as exc:
         ledger.release(p.job_key, p.lease_token, delay_s=RELEASE_DELAY_S, reason=str(exc)[:2000])
         return CallbackOutcome(job_key=p.job_key, status="queued", reason=str(exc))
     except (XnatError, QmroctError) as exc:
-        ledger.fail(p.job_key, p.lease_token, str(exc)[:2000])
-        return CallbackOutcome(job_key=p.job_key, status="failed", reason=str(exc))
+        reason = f"xnat-callback for scan {p.scan_hash}: {exc}"
+        ledger.fail(p.job_key, p.lease_token, reason[:2000], retry=False)
+        return CallbackOutcome(job_key=p.job_key, status="failed", reason=reason)
     ledger.complete(p.job_key, p.lease_token)
     return CallbackOutcome(job_key=p.job_key, status="done", push=report)
