@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,6 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import free_port
 from qmroct.objectstore import open_store
 from qmroct.objectstore.errors import AccessDenied
 from qmroct.policies import ROLES, role_policy
@@ -30,6 +30,12 @@ BUCKETS = [
     buckets.RESULTS_BUCKET,
     buckets.DERIVED_BUCKET,
 ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class Roles:

@@ -92,6 +92,9 @@ class MinioStore:
         if endpoint.startswith("https://"):
             secure = True
         self.region = region
+        # Content type and metadata of the multipart uploads this client started, for the
+        # ObjectInfo their completion returns (a completion's reply carries neither).
+        self._started: dict[str, tuple[str, dict[str, str]]] = {}
         self.client = client or Minio(
             endpoint=host,
             access_key=access_key,
@@ -305,11 +308,13 @@ class MinioStore:
         for name, value in (metadata or {}).items():
             headers[f"{META_PREFIX}{name}"] = value
         try:
-            return self.client._create_multipart_upload(
+            upload_id = self.client._create_multipart_upload(
                 bucket_name=bucket, object_name=key, headers=headers
             )
         except S3Error as exc:
             raise _error(exc, bucket, key) from exc
+        self._started[upload_id] = (content_type, dict(metadata or {}))
+        return upload_id
 
     def upload_part(
         self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes
@@ -366,9 +371,13 @@ class MinioStore:
             )
         except S3Error as exc:
             raise _error(exc, bucket, key) from exc
-        return _written(result, "", {}, size)
+        # An upload resumed by another process has no record here: then the type and metadata
+        # are unknown to the caller (the object has them; a stat shows them).
+        content_type, metadata = self._started.pop(upload_id, ("", {}))
+        return _written(result, content_type, metadata, size)
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        self._started.pop(upload_id, None)
         try:
             self.client._abort_multipart_upload(
                 bucket_name=bucket, object_name=key, upload_id=upload_id
