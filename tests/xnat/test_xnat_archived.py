@@ -7,6 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from qmroct.events import parse_body
 from qmroct.gateway.pseudonyms import PseudonymStore
 from qmroct.gateway.state import GatewayState
@@ -14,20 +15,25 @@ from qmroct.gateway.upload import Uploader
 from qmroct.xnat.archived import fire_image_stored, stage_session
 
 
-def test_stage_archived_session_and_fire(store, samples_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    root = tmp_path / "input"
-    (root / "SCANS" / "1" / "OCT").mkdir(parents=True)
-    (root / "SCANS" / "2" / "SNAPSHOTS").mkdir(parents=True)
-    shutil.copy(samples_dir / "heidelberg_vol/Willis_B_716_0.vol", root / "SCANS/1/OCT/raw.vol")
-    (root / "SCANS/1/OCT/scan_catalog.xml").write_text("<cat:Catalog/>")
-    (root / "SCANS/2/SNAPSHOTS/thumb.gif").write_bytes(b"GIF89a" + b"\0" * 200)
-    up = Uploader(
+@pytest.fixture
+def up(store, tmp_path: Path) -> Uploader:  # noqa: ANN001
+    """The gateway's uploader as the XNAT command builds it, for project GLAUCOMA."""
+    return Uploader(
         store,
         PseudonymStore(tmp_path / "gw/p.sqlite3"),
         GatewayState(tmp_path / "gw/s.sqlite3"),
         project="GLAUCOMA",
         compress="none",
     )
+
+
+def test_stage_archived_session_and_fire(store, up, samples_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    root = tmp_path / "input"
+    (root / "SCANS" / "1" / "OCT").mkdir(parents=True)
+    (root / "SCANS" / "2" / "SNAPSHOTS").mkdir(parents=True)
+    shutil.copy(samples_dir / "heidelberg_vol/Willis_B_716_0.vol", root / "SCANS/1/OCT/raw.vol")
+    (root / "SCANS/1/OCT/scan_catalog.xml").write_text("<cat:Catalog/>")
+    (root / "SCANS/2/SNAPSHOTS/thumb.gif").write_bytes(b"GIF89a" + b"\0" * 200)
     (out,) = stage_session(root, subject="XNAT_S0001", session="OCT_2024_01", uploader=up)
     assert out.status == "uploaded" and out.key == "GLAUCOMA/XNAT_S0001/OCT_2024_01/1.vol"
     assert b"01234" not in store.get("oct-ingest", out.key)[:2048]  # de-identified as well
@@ -69,13 +75,6 @@ def test_scans_qmroct_registered_itself_are_not_staged_again(
     (root / "SCANS" / "OD" / "OCT").mkdir(parents=True)
     shutil.copy(samples_dir / "heidelberg_vol/Willis_B_716_0.vol", root / "SCANS/OD/OCT/OD.vol")
     (root / "SCANS/OD/OCT/SHA256SUMS").write_text("0" * 64 + "  OD.vol\n")
-    up = Uploader(
-        store,
-        PseudonymStore(tmp_path / "gw/p.sqlite3"),
-        GatewayState(tmp_path / "gw/s.sqlite3"),
-        project="GLAUCOMA",
-        compress="none",
-    )
     (out,) = stage_session(root, subject="S", session="E", uploader=up)
     assert out.status == "duplicate" and "qmroct" in (out.reason or "")
     assert list(store.list("oct-ingest")) == []

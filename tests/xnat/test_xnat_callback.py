@@ -120,8 +120,8 @@ def test_token_renewed_and_kept_for_the_next_run(scene, store, xnat_target, stan
     assert out.status == "done"
     kept = tokens.get(t.url)
     assert kept is not None and kept.alias != t.alias and kept.issued_at == 1000.0
-    # Two days on, the bound token has lapsed; the kept one (issued a day and a half ago by
-    # XNAT's clock... renewed again on this run) carries the next push.
+    # A day and a half on: the kept token is due for renewal (over a day old) and is replaced
+    # while it still works.
     standin.advance(36 * 3600)
     ledger.enqueue(JobKind.XNAT, scan_hash, "signal", "1.1.0", action="xnat-callback", rearm=True)
     (again,) = ledger.claim(cap=1, kinds=[JobKind.XNAT])
@@ -138,6 +138,16 @@ def test_token_renewed_and_kept_for_the_next_run(scene, store, xnat_target, stan
         ledger, store, _params(t, third), client=_client(t), now=lambda: 1000.0 + 56 * 3600
     )
     assert out.status == "done", out.reason
+
+
+def test_lapsed_token_ends_the_job_saying_what_to_do(scene, store, xnat_target, standin) -> None:  # noqa: ANN001
+    ledger, _clock, _h, _ = scene
+    t = xnat_target
+    standin.advance(49 * 3600)  # nobody pushed for two days: the bound token has lapsed
+    (claim,) = ledger.claim(cap=1, kinds=[JobKind.XNAT])
+    out = run_callback(ledger, store, _params(t, claim), client=_client(t))
+    assert out.status == "failed" and "QMROCT_XNAT_ALIAS" in out.reason
+    assert ledger.job(claim.job.job_key).state == JobState.DEAD
 
 
 def test_xnat_refusal_fails_the_job_with_its_message(scene, store, xnat_target) -> None:  # noqa: ANN001

@@ -15,9 +15,9 @@ INFRA = Path(__file__).resolve().parents[2] / "infra" / "xnat"
 def test_subscription_payload_filter_is_a_bare_jsonpath_predicate() -> None:
     sub = json.loads((INFRA / "event-subscription.json").read_text())
     flt = sub["event-filter"]
-    # EventSubscriptionEntityServiceImpl validates the filter as a JsonPath predicate that it
-    # wraps itself; one that starts with "$" is refused.
-    assert not flt["payload-filter"].lstrip().startswith("$")
+    # EventSubscriptionEntityServiceImpl.validate refuses a filter that starts with "$" or
+    # contains "$[?", then compiles "$[?(" + filter + ")]" itself.
+    assert not flt["payload-filter"].startswith("$") and "$[?" not in flt["payload-filter"]
     assert flt["payload-filter"].startswith("@.")
     assert "xnat:optSessionData" in flt["payload-filter"]
     assert flt["event-type"] == "org.nrg.xnat.eventservice.events.SessionEvent"

@@ -37,14 +37,15 @@ XNAT_NS = "http://nrg.wustl.edu/xnat"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 USER = "qmroct"
-# AliasTokenService: an alias token lives 48 hours unless the site says otherwise
-# (xnat-web, org.nrg.xdat.services.impl.hibernate.HibernateAliasTokenService, setting
-# ``aliasTokenTimeout`` "2 days").
+# HibernateAliasTokenService.issueTokenForUser sets estimatedExpirationTime to now plus the site
+# preference aliasTokenTimeout (48 hours unless the site says otherwise).
 TOKEN_LIFETIME_S = 48 * 3600.0
-# SecureResource.getFileWriters reads a raw request body only for the media types of
-# RequestUtil's supported upload types (binary and archive types); any other type (text/html,
-# application/json, text/xml) without ``inbody=true`` gives no file writers, and
-# FileList.handlePost answers 400 (xnat-web, restlet/resources/files/FileList.java).
+# SecureResource.getFileWritersAndLoadParams takes a raw request body as the file only with
+# inbody=true or when RequestUtil.isFileInBody(entity), i.e. its media type is one of RequestUtil's
+# supported upload types (binary and archive types: application/octet-stream, which xnatpy
+# sends, among them; text/html and application/json not). Otherwise there are no file writers and
+# FileList.handlePost answers 400 "... try to PUT with the query-string parameter inbody=true"
+# (xnat-web restlet/resources/SecureResource.java, restlet/resources/files/FileList.java).
 SUPPORTED_UPLOAD_TYPES = frozenset(
     {
         "application/octet-stream",
@@ -265,7 +266,7 @@ class XnatStandin:
 
 
 def _find_subject(subjects: dict[str, Subject], key: str) -> Subject | None:
-    """XNAT resolves a subject in a URL by ID or by label (SubjectResource)."""
+    """XNAT resolves a subject in a URL by ID or by label (SubjectResource.java)."""
     if key in subjects:
         return subjects[key]
     return next((s for s in subjects.values() if s.id == key), None)
@@ -278,7 +279,8 @@ def _find_session(sessions: dict[str, Session], key: str) -> Session | None:
 
 
 def _find_resource(resources: dict[str, Resource], key: str) -> Resource | None:
-    """By label or by ``xnat_abstractresource_id``, as xnatpy addresses listed resources."""
+    """By label or by ``xnat_abstractresource_id`` (CatalogResource.getAllMatches compares
+    both), as xnatpy addresses listed resources."""
     if key in resources:
         return resources[key]
     return next((r for r in resources.values() if str(r.id) == key), None)
@@ -406,8 +408,8 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/" and self.command == "GET":
                 # The login page, as XNAT shows to an anonymous visitor (xnatpy's redirect check).
                 raise _Reply(200, "<html><body>XNAT login</body></html>", "text/html")
-            # An expired alias token is refused like a wrong one: XnatBasicAuthenticationFilter
-            # validates the alias with AliasTokenService, which treats it as unknown once expired.
+            # An expired alias token is refused like a wrong one: HibernateAliasTokenService.
+            # validateToken answers no user once token.isExpired() (xdat, services/impl/hibernate).
             raise _html(401, "Unauthorized" if kind == "none" else "Alias token expired")
         if path == "/" and self.command == "GET":
             self._reply(
@@ -437,10 +439,12 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _html(404, "Not Found")
             raise _Reply(200, f.read_bytes(), "application/xml")
         if path == "/data/search/elements" and self.command == "GET":
-            # SearchElementsResource: the data types a user may search, one ELEMENT_NAME per row.
+            # SearchElementListResource: the data types a user may search, one ELEMENT_NAME per
+            # row (xnat-web restlet/resources/search/SearchElementListResource.java).
             raise _result_set([{"ELEMENT_NAME": t} for t in SEARCHABLE])
         if path.startswith("/data/search/elements/") and self.command == "GET":
-            # SearchElementResource: the display fields of one data type (FIELD_ID per row).
+            # SearchFieldListResource: the display fields of one data type, FIELD_ID per row
+            # (xnat-web restlet/resources/search/SearchFieldListResource.java).
             fields = SEARCHABLE.get(path.rsplit("/", 1)[1])
             if fields is None:
                 raise _html(404, "Not Found")
@@ -530,7 +534,8 @@ class _Handler(BaseHTTPRequestHandler):
             sub = _find_subject(subjects, rest[1])
             if sub is None:
                 if len(rest) == 2 and method == "PUT":
-                    # SubjectResource.handlePut: 201 and the new subject's ID on create.
+                    # SubjectResource.handlePut: 201 and the new subject's ID on create
+                    # (xnat-web restlet/resources/SubjectResource.java).
                     sub = Subject(id=s.next_id("S"), label=rest[1], project=project)
                     subjects[rest[1]] = sub
                     raise _Reply(201, sub.id)
@@ -603,7 +608,8 @@ class _Handler(BaseHTTPRequestHandler):
                 ses.fields[m.group("name").lower()] = v  # XNAT lower-cases field names
             elif k == "date" or k.lower().startswith(prefix):
                 ses.attrs[k.lower().removeprefix(prefix)] = v
-        # SubjAssessorResource.handlePut: 201 with the experiment ID on create, 200 on update.
+        # SubjAssessmentResource.handlePut: 201 with the experiment ID on create, 200 on update
+        # (xnat-web restlet/resources/SubjAssessmentResource.java).
         return _Reply(201 if created else 200, ses.id)
 
     def _session_path(
@@ -692,11 +698,12 @@ class _Handler(BaseHTTPRequestHandler):
         method = self.command
         a = ses.assessors.get(key) or next((x for x in ses.assessors.values() if x.id == key), None)
         if not rest and method == "PUT":
-            if not body:
-                return _html(400, "No assessor document: PUT the XML with inbody=true")
-            if q.get("inbody") != "true" and ctype not in ("text/xml", "application/xml"):
-                # SecureResource.loadItem reads an XML body only with inbody=true or an XML type.
-                return _html(400, "Unsupported media type for an item body; use inbody=true")
+            # SecureResource.loadItem: a non-empty body is read as the item's XML document when
+            # it is text/xml or application/xml, when req_format is xml (the default for a
+            # body), or with inbody=true; SAXReader.assertValid refuses what is not the schema's.
+            reads_xml = q.get("req_format", "xml") == "xml" or q.get("inbody") == "true"
+            if not body or not (reads_xml or ctype in ("text/xml", "application/xml")):
+                return _html(400, "No assessor document: PUT its XML with inbody=true")
             xsi_type, attrs, scans = _parse_assessor_xml(body)
             if attrs.get("imageSession_ID") not in (ses.id, ses.label):
                 return _html(400, f"imageSession_ID {attrs.get('imageSession_ID')} is not {ses.id}")
@@ -711,7 +718,8 @@ class _Handler(BaseHTTPRequestHandler):
                 created = False
             a.attrs = {k: v for k, v in attrs.items() if k not in ("ID",)}
             a.scans = scans
-            # ExptAssessmentResource.handlePut: 201 with the ID on create, 200 on update.
+            # The experiment resources answer 201 with the ID on create, 200 on update
+            # (SubjAssessmentResource.java; image assessors follow the same pattern).
             return _Reply(201 if created else 200, a.id)
         if a is None:
             return _html(404, f"Assessor {key} not found")
@@ -795,8 +803,9 @@ class _Handler(BaseHTTPRequestHandler):
         if len(rest) == 1:
             if method == "PUT":
                 if res is not None:
-                    # CatalogResource.handlePut: a resource label that exists is a conflict.
-                    return _html(409, f"Resource {rest[0]} already exists")
+                    # CatalogResource.handlePost (PUT calls it): a resource whose ID or label
+                    # exists is a conflict (xnat-web restlet/resources/files/CatalogResource.java).
+                    return _html(409, "Specified resource already exists.")
                 resources[rest[0]] = Resource(id=s.next_int(), label=rest[0])
                 return _Reply(200, "")
             if method == "GET" and res is not None:

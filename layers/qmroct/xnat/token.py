@@ -29,7 +29,19 @@ def open_with_best_token(client: XnatClient, tokens: XnatTokens, bound: tuple[st
             if exc.status != 401:
                 raise
     client.use_token(*bound)
-    client.open()
+    try:
+        client.open()
+    except XnatError as exc:
+        if exc.status != 401:
+            raise
+        raise XnatError(
+            exc.method,
+            exc.path,
+            401,
+            "XNAT refused the alias token (expired or revoked; qmroct renews it only while it"
+            " works): issue a new one and bind it as QMROCT_XNAT_ALIAS / QMROCT_XNAT_SECRET."
+            f" XNAT said: {exc.message.strip()[:200]}",
+        ) from exc
 
 
 def renew_if_due(client: XnatClient, tokens: XnatTokens, now: float) -> StoredToken | None:
