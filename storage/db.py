@@ -164,6 +164,24 @@ class Database:
         with self._lock:
             return self._run(sql, params).rowcount
 
+    def execute_many(self, sql: str, rows: list[Mapping[str, Any]]) -> None:
+        """One statement for many parameter sets (bulk writes of derived tables)."""
+        if not rows:
+            return
+        with self._lock:
+            try:
+                if self.dialect == "sqlite":
+                    self._conn.executemany(self._sql(sql), [dict(r) for r in rows])
+                else:
+                    with self._conn.cursor() as cur:
+                        cur.executemany(self._sql(sql), [dict(r) for r in rows])
+            except sqlite3.Error as exc:
+                raise DatabaseError(self.url, f"{exc} in: {sql.strip()[:200]}") from exc
+            except Exception as exc:
+                if type(exc).__module__.startswith("psycopg"):
+                    raise DatabaseError(self.url, f"{exc} in: {sql.strip()[:200]}") from exc
+                raise
+
     @contextmanager
     def transaction(self) -> Iterator[Database]:
         """A write transaction. Nested calls join the outer one."""

@@ -9,6 +9,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
+# Headless Chromium and its driver for the browser tests (tests/web), from Debian's packages.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null
+  else
+    echo "chromium and chromium-driver are missing: install them (apt-get) for tests/web" >&2
+  fi
+fi
 # A real PostgreSQL server for the ledger tests (installed from Debian's packages if missing).
 eval "$(bash infra/postgres/start-test-server.sh)"
 export QMROCT_TEST_PG_DSN QMROCT_TEST_PG_DIR

@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "qmroct.cli.gateway_cmds",
     "qmroct.cli.store_cmds",
     "qmroct.cli.monitor_cmds",
+    "qmroct.cli.web_cmds",
 )
 
 

@@ -95,18 +95,38 @@ def demo(n_scans: int, cap: int, as_json: bool, home: Path | None, timeout_s: fl
 @click.option(
     "--cap", type=click.IntRange(1, 64), default=None, help="default: QMROCT_MAX_INFLIGHT"
 )
-def up(inbox: Path | None, project: str, cap: int | None) -> None:
+@click.option(
+    "--web/--no-web", "with_web", default=True, show_default=True, help="serve the web view too"
+)
+@click.option(
+    "--web-port", type=click.IntRange(0, 65535), default=None, help="default QMROCT_WEB_PORT"
+)
+def up(
+    inbox: Path | None, project: str, cap: int | None, with_web: bool, web_port: int | None
+) -> None:
     """Keep the embedded stack running (store, OpenWhisk, scheduler) until Ctrl-C.
 
     State lives in QMROCT_HOME (default .qmroct). With --inbox, files dropped into the folder
-    go through the gateway and every published measure runs on them.
+    go through the gateway and every published measure runs on them. The web view is served
+    on QMROCT_WEB_HOST:QMROCT_WEB_PORT (add users with `qmroct web user add`).
     """
     from qmroct.embedded.stack import EmbeddedStack, StackOptions
 
     settings = load_settings()
     stack = EmbeddedStack(settings.home, StackOptions(cap=cap or settings.max_inflight)).start()
     watcher = None
+    web_server = None
     try:
+        if with_web:
+            from qmroct.web.server import start as start_web
+            from qmroct.web.state import WebSettings, WebState
+
+            ws = WebSettings()
+            _, web_store, _ = stack.require()
+            web_state = WebState.from_settings(
+                settings.model_copy(update={"ledger_url": stack.ledger_url}), ws, store=web_store
+            )
+            web_server = start_web(web_state, ws.host, ws.port if web_port is None else web_port)
         published = stack.publish_suite()
         if published:
             click.echo(f"published: {', '.join(published)}")
@@ -114,6 +134,8 @@ def up(inbox: Path | None, project: str, cap: int | None) -> None:
         click.echo(f"object store  {stack.store_server.endpoint}")
         click.echo(f"OpenWhisk API {stack.whisk.api_host}  (auth in {stack.home}/whisk)")
         click.echo(f"ledger        {stack.ledger_url}")
+        if web_server is not None:
+            click.echo(f"web view      {web_server.url}")
         if inbox is not None:
             from qmroct.gateway.inbox import InboxWatcher
             from qmroct.gateway.pseudonyms import PseudonymStore
@@ -139,6 +161,8 @@ def up(inbox: Path | None, project: str, cap: int | None) -> None:
     except KeyboardInterrupt:
         click.echo("stopping")
     finally:
+        if web_server is not None:
+            web_server.stop()
         stack.stop()
 
 
