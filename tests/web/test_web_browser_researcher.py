@@ -74,7 +74,8 @@ def test_researcher_session(browser, web_server, demo_data) -> None:
     wait.until(EC.presence_of_element_located((By.ID, "group-link"))).click()
     wait.until(lambda d: d.find_element(By.ID, "plot").get_attribute("data-ready") == "1")
     assert drv.find_elements(By.CSS_SELECTOR, "#plot .main-svg")
-    assert "scans" in drv.find_element(By.ID, "plot-count").text
+    shown = drv.find_element(By.ID, "plot-count").text
+    assert shown == f"{len(filtered)} scan{'' if len(filtered) == 1 else 's'}"  # one point each
     assert drv.find_elements(By.CSS_SELECTOR, "#plot .shapelayer path")  # threshold lines
     shot(drv, "researcher-06-group")
     drv.back()
