@@ -7,15 +7,17 @@ numbers (``additionalStatistics[@name]``, xs:double) and named texts (``addField
 scan's values sit on that scan, not on its session, where OD and OS, line and ring, would
 overwrite each other (session custom fields are one name, one value). The other candidates:
 ``xnat:qcManualAssessorData`` with ``xnat:qcScanData`` is the *manual* rating form (rater,
-pass, free fields only), and scan-level custom fields (1.8+ JSON ``custom_fields``) are not in
-XNAT's search. Assessors are a searchable data type: XNAT's search (and xnatpy's) filters
-``xnat:qcAssessmentData`` by type, session, scan and value.
+pass, free fields only), and scan-level custom fields (1.8+ JSON ``custom_fields``, a jsonb
+column) are outside XNAT's schema-driven search. ``xnat:qcAssessmentData`` is a data type of
+that search (``/data/search/elements``), its scans and statistics are schema fields of it, so a
+search on it can select by session, scan and value; how XNAT's search engine joins the nested
+``additionalStatistics[@name]`` rows has not been tried on a real XNAT here.
 
 One assessor per (scan, measure, version), with a single ``scans/scan``, rather than one per
 version holding every scan of the session: the callbacks of a session's scans run in parallel,
 and a shared assessor would be a read-modify-write race that loses a scan's values. Each
 version's assessor is written once and kept; a newer version leaves the older one in XNAT,
-marked ``current = false`` with ``superseded_by``, so archived values stay searchable too.
+marked ``current = false`` with ``superseded_by``, so archived values stay in XNAT too.
 """
 
 from __future__ import annotations
