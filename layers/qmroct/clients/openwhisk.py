@@ -247,6 +247,25 @@ class OpenWhiskClient:
         resp = self._call(what, "PUT", self._url("actions", name), params=query, body=body)
         return self._checked(what, resp)
 
+    def get_action(self, name: str, *, code: bool = True) -> dict[str, Any]:
+        """``GET .../actions/[pkg/]name``: the action record (with ``exec.code`` when asked)."""
+        what = f"get action {name}"
+        query = {"code": str(code).lower()}
+        resp = self._call(what, "GET", self._url("actions", name), params=query)
+        return self._checked(what, resp)
+
+    def list_actions(self, *, limit: int = 200) -> list[dict[str, Any]]:
+        """``GET .../actions``: every action of the namespace, packaged ones included, paged
+        by ``limit``/``skip`` as ``wsk action list`` pages (200 is the API's maximum)."""
+        out: list[dict[str, Any]] = []
+        while True:
+            query = {"limit": limit, "skip": len(out)}
+            resp = self._call("list actions", "GET", self._url("actions"), params=query)
+            page = self._checked("list actions", resp) or []
+            out.extend(page)
+            if len(page) < limit:
+                return out
+
     def activations(
         self,
         name: str | None = None,

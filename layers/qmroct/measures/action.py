@@ -75,8 +75,27 @@ def secondary_capture(out: MeasureOutput, meta: ScanMeta) -> bytes:
     return write_secondary_capture(rgb, source=meta, title=f"qmroct {out.measure} {out.version}")
 
 
+def describe(measure: Measure) -> dict[str, Any]:
+    """What an action says about its measure when invoked with ``{"describe": true}``: so the
+    approver learns the parameter schema and code digest of a deployed zip without importing
+    the developer's code into a process that holds credentials."""
+    return {
+        "measure": measure.name,
+        "version": measure.version,
+        "criteria": list(measure.criteria),
+        "requires": list(measure.requires),
+        "params_schema": measure.Params.model_json_schema(),
+        "params": measure.Params().model_dump(mode="json"),
+        "code_digest": code_digest(measure),
+        "doc": (type(measure).__doc__ or "").strip(),
+    }
+
+
 def run_action(args: dict[str, Any], measure_name: str) -> dict[str, Any]:
-    """Run measure ``measure_name`` on the one scan named by ``args`` (a MeasureInvocation)."""
+    """Run measure ``measure_name`` on the one scan named by ``args`` (a MeasureInvocation);
+    ``{"describe": true}`` instead answers :func:`describe`."""
+    if args.get("describe") is True:
+        return describe(get_measure(measure_name))
     started = datetime.now(UTC)
     cpu0 = time.process_time()
     try:

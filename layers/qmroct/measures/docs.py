@@ -10,7 +10,7 @@ import importlib
 import inspect
 import textwrap
 
-from qmroct.measures.base import get_measure
+from qmroct.measures.base import Measure, get_measure
 from qmroct.measures.runner import measure_names
 
 METRIC_MODULES = (
@@ -30,6 +30,29 @@ METRIC_MODULES = (
 
 def _clean(doc: str | None) -> str:
     return textwrap.dedent(inspect.cleandoc(doc or "")).strip()
+
+
+def measure_section(m: Measure) -> list[str]:
+    """One measure's section: heading, docstring, parameters and values (Markdown lines)."""
+    lines = [f"## {m.name}", "", f"Version {m.version}; letters {', '.join(m.criteria)}.", ""]
+    lines += [_clean(type(m).__doc__), ""]
+    module_doc = _clean(inspect.getmodule(type(m)).__doc__)  # type: ignore[union-attr]
+    if module_doc:
+        lines += [f"*Module:* {module_doc.splitlines()[0]}", ""]
+    lines += ["**Parameters**", "", "| name | default | range | meaning |", "|---|---|---|---|"]
+    for name, f in m.Params.model_fields.items():
+        rng = ", ".join(
+            f"{k} {getattr(c, k)}"
+            for c in f.metadata
+            for k in ("gt", "ge", "lt", "le")
+            if getattr(c, k, None) is not None
+        )
+        lines.append(f"| `{name}` | {f.default!r} | {rng} | {f.description or ''} |")
+    doc = {**getattr(m, "common_values_doc", {}), **getattr(m, "values_doc", {})}
+    lines += ["", "**Values**", "", "| name | unit | direction | meaning |", "|---|---|---|---|"]
+    for name, (unit, direction, meaning) in doc.items():
+        lines.append(f"| `{name}` | {unit} | {direction} | {meaning} |")
+    return lines
 
 
 def render_markdown() -> str:
@@ -52,36 +75,7 @@ def render_markdown() -> str:
             f"| [{m.name}](#{m.name}) | {m.version} | {', '.join(m.criteria)} | {first}. |"
         )
     for m in measures:
-        lines += [
-            "",
-            f"## {m.name}",
-            "",
-            f"Version {m.version}; letters {', '.join(m.criteria)}.",
-            "",
-        ]
-        lines += [_clean(type(m).__doc__), ""]
-        module_doc = _clean(inspect.getmodule(type(m)).__doc__)  # type: ignore[union-attr]
-        if module_doc:
-            lines += [f"*Module:* {module_doc.splitlines()[0]}", ""]
-        lines += ["**Parameters**", "", "| name | default | range | meaning |", "|---|---|---|---|"]
-        for name, f in m.Params.model_fields.items():
-            rng = ", ".join(
-                f"{k} {getattr(c, k)}"
-                for c in f.metadata
-                for k in ("gt", "ge", "lt", "le")
-                if getattr(c, k, None) is not None
-            )
-            lines.append(f"| `{name}` | {f.default!r} | {rng} | {f.description or ''} |")
-        doc = {**getattr(m, "common_values_doc", {}), **getattr(m, "values_doc", {})}
-        lines += [
-            "",
-            "**Values**",
-            "",
-            "| name | unit | direction | meaning |",
-            "|---|---|---|---|",
-        ]
-        for name, (unit, direction, meaning) in doc.items():
-            lines.append(f"| `{name}` | {unit} | {direction} | {meaning} |")
+        lines += ["", *measure_section(m)]
     lines += ["", "# Metric functions", "", "Pure functions in `qmroct.metrics`, no I/O."]
     for mod_name in METRIC_MODULES:
         mod = importlib.import_module(f"qmroct.metrics.{mod_name}")
