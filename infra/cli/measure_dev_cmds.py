@@ -184,7 +184,7 @@ def approve_cmd(name: str, version: str, by: str | None, raw_params: str | None)
     settings = load_settings()
     who = by or getpass.getuser()
     try:
-        with devtest.sandbox(settings) as sb:
+        with devtest.sandbox(settings, "admin") as sb:
             if sb.private:
                 raise click.ClickException(
                     "no OpenWhisk configured and no running stack: approval deploys to the "
@@ -243,7 +243,7 @@ def sweep_cmd(as_json: bool) -> None:
     from qmroct.orchestration.approval import sweep
 
     try:
-        with devtest.sandbox(load_settings()) as sb:
+        with devtest.sandbox(load_settings(), "admin") as sb:
             if sb.private:
                 raise click.ClickException("no OpenWhisk configured and no running stack")
             ledger = _ledger()

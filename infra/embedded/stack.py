@@ -23,6 +23,7 @@ from qmroct.embedded.paths import manifest_path
 from qmroct.errors import ConfigError
 from qmroct.localstore.server import LocalStoreServer
 from qmroct.localstore.store import LocalFolderStore
+from qmroct.measures.devtest import TEST_BUCKET
 from qmroct.objectstore.base import NotificationTarget
 from qmroct.objectstore.local import LocalStoreClient
 from qmroct.policies import ROLES, role_policy
@@ -171,7 +172,8 @@ class EmbeddedStack:
             buckets.INGEST_BUCKET: (INGEST_TRIGGER, ""),
             buckets.MEASURES_BUCKET: (MEASURES_TRIGGER, ".json"),
         }
-        for bucket in (buckets.RESULTS_BUCKET, buckets.DERIVED_BUCKET):
+        # The test set of measure developers (qmroct measure test) lives in its own bucket.
+        for bucket in (buckets.RESULTS_BUCKET, buckets.DERIVED_BUCKET, TEST_BUCKET):
             self.folder_store.ensure_bucket(bucket, versioning=True)
         for bucket, (trigger, suffix) in wiring.items():
             self.folder_store.ensure_bucket(bucket, versioning=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from click.testing import CliRunner
 from qmroct.cli.main import cli
 from qmroct.embedded.stack import EmbeddedStack, StackOptions
@@ -89,6 +90,21 @@ def test_new_test_approve_backfill_to_xnat_then_wsk_update(tmp_path):
             ledger, store, ow = stack.require()
             _wait(lambda: ledger.catalog.scan_count() == len(keys), 60, "the scans catalogued")
             stack.wait_idle(timeout_s=120)
+
+            # The developer's keys (the ones measure test uses) are refused on a patient scan,
+            # directly and by a URL they sign, and on a production result.
+            from qmroct.objectstore.errors import AccessDenied
+            from qmroct.objectstore.transfer import TransferError, download
+            from qmroct.storage import buckets
+
+            dev_store = stack.role_store("measure-developer")
+            for bucket in (buckets.INGEST_BUCKET, buckets.RESULTS_BUCKET):
+                with pytest.raises(AccessDenied):
+                    list(dev_store.list(bucket))
+            with pytest.raises(AccessDenied):
+                dev_store.get(buckets.INGEST_BUCKET, keys[0])
+            with pytest.raises(TransferError):
+                download(dev_store.presign_get(buckets.INGEST_BUCKET, keys[0]), max_bytes=10**9)
 
             env = {"QMROCT_HOME": str(stack.home)}
             runner = CliRunner()

@@ -130,16 +130,17 @@ def whisk_client(settings: Any) -> Any | None:
 
 
 @contextmanager
-def sandbox(settings: Any) -> Iterator[Sandbox]:
-    """The configured (or running) OpenWhisk and store; without them, a private embedded
-    OpenWhisk and folder store for the length of the test, so a developer needs no servers."""
+def sandbox(settings: Any, role: str = "measure-developer") -> Iterator[Sandbox]:
+    """The configured (or running) OpenWhisk and store, the store with ``role``'s keys;
+    without them, a private embedded OpenWhisk and folder store for the length of the test,
+    so a developer needs no servers."""
     from qmroct.objectstore import store_from_settings
 
     ow = whisk_client(settings)
     store = None
     if ow is not None:
         try:
-            store = store_from_settings(settings)
+            store = store_from_settings(settings, role)
         except ConfigError:
             store = None
     if ow is not None and store is not None:
