@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from qmroct.cli.main import cli
 from qmroct.embedded.stack import EmbeddedStack, StackOptions
 from qmroct.storage.ledger import JobKind, JobState
+from qmroct.xnat.assessor import name_part
 from xnat_standin.server import XnatStandin
 
 NAME = "retina_contrast"
@@ -138,10 +139,17 @@ def test_new_test_approve_backfill_to_xnat_then_wsk_update(tmp_path):
             for r in results.values():
                 assert r.status.value == "ok" and r.values["cnr"] > 0
                 assert r.code_digest == report["code_digest"]
-            _wait(lambda: _xnat_done(stack, 1), 180, "the XNAT pushes")
+            _wait(lambda: _xnat_done(stack, len(keys)), 180, "the XNAT pushes")
             for scan in ledger.catalog.scans():
                 session = xnat.session("DEV", scan.subject, scan.session)
-                assert f"qc_{NAME}_cnr" in session.fields, sorted(session.fields)
+                entries = [
+                    a.scans[0]
+                    for a in session.assessors.values()
+                    if a.scans[0].fields.get("measure") == NAME
+                ]
+                assert [e.fields["version"] for e in entries] == ["1.0.0"], session.assessors
+                value = results[scan.scan_hash].values["cnr"]
+                assert entries[0].statistics[name_part("cnr")] == float(value)
 
             res = runner.invoke(cli, ["measure", "approvals", "--json"], env=env)
             rows = json.loads(res.stdout)
