@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-PASSWORD = "correct horse battery"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+from web_support import PASSWORD, SCREENSHOTS
 
 
 @dataclass
@@ -131,9 +129,3 @@ def browser(web_server: object) -> Iterator[object]:
     drv.quit()
     shutil.rmtree(profile, ignore_errors=True)
     shutil.rmtree(downloads, ignore_errors=True)
-
-
-def shot(drv: object, name: str) -> Path:
-    path = SCREENSHOTS / f"{name}.png"
-    drv.save_screenshot(str(path))  # type: ignore[attr-defined]
-    return path

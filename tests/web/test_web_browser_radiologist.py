@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 
-from conftest import PASSWORD, shot
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from web_support import PASSWORD, shot
 
 
 def _shown(drv) -> int:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 import zipfile
 
-from conftest import PASSWORD, shot
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from web_support import PASSWORD, shot
 
 
 def test_researcher_session(browser, web_server, demo_data) -> None:

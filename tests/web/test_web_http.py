@@ -10,8 +10,8 @@ import zipfile
 
 import pytest
 import requests
-from conftest import PASSWORD
 from qmroct.storage.db import connect
+from web_support import PASSWORD
 
 
 def _csrf(html: str) -> str:
