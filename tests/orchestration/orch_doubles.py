@@ -11,6 +11,7 @@ from typing import Any
 
 from qmroct.events import object_created
 from qmroct.objectstore.base import ObjectInfo
+from qmroct.objectstore.errors import ObjectNotFound
 
 
 class FakeThrottled(Exception):
@@ -32,6 +33,8 @@ class MemoryStore:
         return self.stat(bucket, key)
 
     def get(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
+        if (bucket, key) not in self.objects:
+            raise ObjectNotFound(bucket, key, "NoSuchKey: the specified key does not exist")
         return self.objects[(bucket, key)][0]
 
     def stat(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectInfo:

@@ -47,13 +47,35 @@ def metadata_hash(metadata: Mapping[str, str]) -> str | None:
     return None
 
 
+class EventMismatch(ValueError):
+    """An event says something about its object that the object contradicts."""
+
+
 def content_hash(ctx: ActionContext, obj: ObjectEvent) -> str:
-    """The scan's identity: from the gateway's metadata, else by reading the object."""
-    found = metadata_hash(obj.metadata)
-    if found:
-        return found
+    """The scan's identity, computed from the object's bytes at the event's version.
+
+    An event is a claim, not a proof: a forged, replayed or late event may name a key that
+    does not exist (the store raises ObjectNotFound) or carry a ``sha256`` that is not the
+    object's. The object is read and hashed, and a claimed hash that differs is refused, so a
+    scan is never catalogued under a hash its bytes do not have.
+    """
+    claimed = metadata_hash(obj.metadata)
     data = ctx.store.get(obj.bucket, obj.key, version_id=obj.version_id)
-    return hashlib.sha256(data).hexdigest()
+    computed = hashlib.sha256(data).hexdigest()
+    if claimed and claimed != computed:
+        raise EventMismatch(
+            f"{obj.bucket}/{obj.key}: the event claims sha256 {claimed[:16]}..., the object's"
+            f" bytes hash to {computed[:16]}..."
+        )
+    return computed
+
+
+def _user_meta(metadata: Mapping[str, str], name: str) -> str:
+    """One user-metadata value, as the event names it (``X-Amz-Meta-Pattern``) or bare."""
+    for k, v in metadata.items():
+        if k.lower().removeprefix("x-amz-meta-") == name:
+            return v
+    return ""
 
 
 def jobs_for_scan(
@@ -102,7 +124,7 @@ def catalog_object(ledger: Ledger, obj: ObjectEvent, scan_hash: str) -> tuple[bo
             version_id=obj.version_id,
             size=obj.size,
             format=parts.ext.lower(),
-            pattern={k.lower(): v for k, v in obj.metadata.items()}.get("pattern", ""),
+            pattern=_user_meta(obj.metadata, "pattern"),
             project=parts.project,
             subject=parts.subject,
             session=parts.session,
