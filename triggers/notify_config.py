@@ -15,7 +15,7 @@ import re
 import shlex
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from qmroct.secretfiles import write_private
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_]+$")
@@ -34,7 +34,10 @@ class NotifyConfig(BaseModel):
     target_id: str = Field(description="the <ID> in MINIO_NOTIFY_WEBHOOK_*_<ID>")
     endpoint: str
     auth_token: str
-    queue_dir: str = "/data/events"
+    # Outside the drive `minio server` serves: a folder inside it would show up as a bucket
+    # (and shares the data disk's failures).
+    queue_dir: str = "/var/lib/minio-events"
+    data_dir: str = Field("/data", description="the drive `minio server` serves")
     queue_limit: int = 100_000
     alias: str = "qmroct"
     subscriptions: list[Subscription]
@@ -53,6 +56,16 @@ class NotifyConfig(BaseModel):
             raise ValueError("MinIO requires an absolute queue_dir")
         return v
 
+    @model_validator(mode="after")
+    def _outside_data(self) -> NotifyConfig:
+        data = self.data_dir.rstrip("/") + "/"
+        if (self.queue_dir.rstrip("/") + "/").startswith(data):
+            raise ValueError(
+                f"queue_dir {self.queue_dir} is inside the data drive {self.data_dir}: "
+                "MinIO would list it as a bucket; put it on another path"
+            )
+        return self
+
     @property
     def arn(self) -> str:
         return f"arn:minio:sqs::{self.target_id}:webhook"
@@ -60,6 +73,9 @@ class NotifyConfig(BaseModel):
     def env_lines(self) -> list[str]:
         i = self.target_id
         return [
+            # Queue each event before the PUT is answered: without it an event can be lost
+            # between the reply and the queue write, and the in-memory buffer drops past 50000.
+            "MINIO_API_SYNC_EVENTS=on",
             f"MINIO_NOTIFY_WEBHOOK_ENABLE_{i}=on",
             f"MINIO_NOTIFY_WEBHOOK_ENDPOINT_{i}={self.endpoint}",
             f"MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_{i}={shlex.quote(self.auth_token)}",

@@ -33,7 +33,7 @@ from pydantic import TypeAdapter, ValidationError
 from qmroct.errors import ConfigError, InvalidKey
 from qmroct.httpservice import BackgroundHTTPServer
 from qmroct.localstore.iam import Policy, resource_arn
-from qmroct.localstore.store import LocalFolderStore, RequestContext
+from qmroct.localstore.store import DEFAULT_CONTENT_TYPE, LocalFolderStore, RequestContext
 from qmroct.objectstore.base import NotificationTarget, ObjectInfo
 from qmroct.objectstore.errors import (
     AccessDenied,
@@ -179,6 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
             principal=principal,
             source_host=self.client_address[0],
             user_agent=self.headers.get("User-Agent", ""),
+            host=self.headers.get("Host", ""),
         )
 
     def _dispatch(self) -> None:
@@ -244,9 +245,10 @@ class _Handler(BaseHTTPRequestHandler):
             key,
             self.rfile,
             length=length,
-            content_type=ctype or "application/octet-stream",
+            content_type=ctype or DEFAULT_CONTENT_TYPE,
             metadata=self._meta_headers(),
             context=self._context(query.get("X-Qmroct-Credential", "")),
+            content_encoding=self.headers.get("Content-Encoding", ""),
         )
         self._send(200, b"", "text/plain", self._object_headers(info))
 
@@ -271,6 +273,10 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Last-Modified"] = format_datetime(info.last_modified, usegmt=True)
         for name, value in info.metadata.items():
             headers[f"{META_HEADER}{name}"] = value
+        encoding = self.server.store.content_encoding(bucket, key, version_id=info.version_id)
+        if encoding:
+            # As MinIO serves it: the stored bytes, with the header that says how to read them.
+            headers["Content-Encoding"] = encoding
         self.send_response(200)
         self.send_header("Content-Type", info.content_type)
         self.send_header("Content-Length", str(info.size))
@@ -379,9 +385,10 @@ class _Handler(BaseHTTPRequestHandler):
                 bucket,
                 key,
                 body,
-                content_type=self.headers.get("Content-Type", "application/octet-stream"),
+                content_type=self.headers.get("Content-Type", DEFAULT_CONTENT_TYPE),
                 metadata=self._meta_headers(),
                 context=ctx,
+                content_encoding=self.headers.get("Content-Encoding", ""),
             )
             return self._json(200, info.model_dump(mode="json"))
         if route == "object" and method in ("GET", "HEAD"):
@@ -399,8 +406,9 @@ class _Handler(BaseHTTPRequestHandler):
                 uid = store.start_multipart(
                     bucket,
                     key,
-                    str(spec.get("content_type") or "application/octet-stream"),
+                    str(spec.get("content_type") or DEFAULT_CONTENT_TYPE),
                     dict(spec.get("metadata") or {}),
+                    content_encoding=str(spec.get("content_encoding") or ""),
                 )
                 return self._json(200, {"upload_id": uid})
             if method == "PUT":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import shutil
 import threading
 import time
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 from qmroct.errors import InvalidKey
@@ -46,6 +48,10 @@ CHUNK = 1 << 20
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3 and MinIO refuse smaller parts, except the last
 MAX_PARTS = 10_000
 NULL_VERSION = "null"
+#: MinIO's content type of an object stored without one (cmd/handler-utils.go,
+#: extractMetadata: "Set content-type to default value if it is not set").
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+_S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _META_KEY_OK = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -54,6 +60,9 @@ class _Version(BaseModel):
     size: int
     etag: str
     content_type: str
+    # A real header, stored and served as such (MinIO keeps it beside Content-Type, not as
+    # x-amz-meta-*), so an HTTP client inflates a gzip body as it does from MinIO.
+    content_encoding: str = ""
     metadata: dict[str, str] = Field(default_factory=dict)
     last_modified: datetime
 
@@ -74,12 +83,16 @@ class RequestContext(BaseModel):
     principal: str = ""
     source_host: str = "127.0.0.1"
     user_agent: str = ""
+    # The Host and scheme of the request, for the Location MinIO's completion reply carries.
+    host: str = ""
+    scheme: str = "http"
 
 
 class _Upload(BaseModel):
     bucket: str
     key: str
     content_type: str
+    content_encoding: str = ""
     metadata: dict[str, str] = Field(default_factory=dict)
     initiated: datetime
 
@@ -99,6 +112,29 @@ def normalize_metadata(bucket: str, key: str, metadata: dict[str, str] | None) -
 
 def _canonical_header(name: str) -> str:
     return "-".join(p[:1].upper() + p[1:].lower() for p in name.split("-"))
+
+
+def _go_xml_text(text: str) -> str:
+    """Go's encoding/xml EscapeText, which MinIO's XML replies go through."""
+    table = {'"': "&#34;", "'": "&#39;", "&": "&amp;", "<": "&lt;", ">": "&gt;",
+             "\t": "&#x9;", "\n": "&#xA;", "\r": "&#xD;"}  # fmt: skip
+    return "".join(table.get(c, c) for c in text)
+
+
+def complete_multipart_reply(bucket: str, key: str, etag: str, ctx: RequestContext) -> bytes:
+    """The body MinIO answers a CompleteMultipartUpload with (cmd/api-response.go
+    generateCompleteMultipartUploadResponse, encoded by cmd/api-headers.go encodeResponse):
+    its length is the ``content-length`` the event's responseElements carry."""
+    path = posixpath.normpath(f"/{bucket}/{key}")
+    # Go's url.URL.String escapes a path as url.PathEscape does, keeping "/" (net/url).
+    location = f"{ctx.scheme}://{ctx.host}{quote(path, safe='/$&+,:;=@')}" if ctx.host else path
+    body = (
+        f'<CompleteMultipartUploadResult xmlns="{_S3_XMLNS}">'
+        f"<Location>{_go_xml_text(location)}</Location><Bucket>{_go_xml_text(bucket)}</Bucket>"
+        f"<Key>{_go_xml_text(key)}</Key><ETag>{_go_xml_text(chr(34) + etag + chr(34))}</ETag>"
+        "</CompleteMultipartUploadResult>"
+    )
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body).encode()
 
 
 class LocalFolderStore:
@@ -269,6 +305,9 @@ class LocalFolderStore:
         metadata: dict[str, str],
         event_name: str,
         ctx: RequestContext | None,
+        *,
+        content_encoding: str = "",
+        reply_length: int | None = None,
     ) -> ObjectInfo:
         """Make a spooled payload the newest version, link it visible, emit the event."""
         ctx = ctx or RequestContext()
@@ -304,6 +343,7 @@ class LocalFolderStore:
                         size=size,
                         etag=etag,
                         content_type=content_type,
+                        content_encoding=content_encoding,
                         metadata=metadata,
                         last_modified=now,
                     )
@@ -316,7 +356,7 @@ class LocalFolderStore:
                     shutil.copyfile(data_path, link_tmp)
                 os.replace(link_tmp, visible)
                 info = self._info(bucket, key, meta.versions[-1])
-                self._emit(cfg, info, event_name, ctx, now)
+                self._emit(cfg, info, event_name, ctx, now, content_encoding, reply_length)
                 return info
         finally:
             tmp.unlink(missing_ok=True)
@@ -328,10 +368,16 @@ class LocalFolderStore:
         event_name: str,
         ctx: RequestContext,
         at: datetime,
+        content_encoding: str = "",
+        reply_length: int | None = None,
     ) -> None:
         if not cfg.targets:
             return
+        # MinIO's userMetadata is the object's stored metadata: content-type, content-encoding
+        # and the X-Amz-Meta-* names (cmd/event-notification.go ToEvent).
         user_metadata = {"content-type": info.content_type} if info.content_type else {}
+        if content_encoding:
+            user_metadata["content-encoding"] = content_encoding
         for name, value in info.metadata.items():
             user_metadata[f"X-Amz-Meta-{_canonical_header(name)}"] = value
         stamp = f"{time.time_ns():X}"
@@ -354,6 +400,7 @@ class LocalFolderStore:
             deployment_id=self.deployment_id,
             origin_endpoint=self.origin_endpoint,
             amz_id_2=hashlib.sha256(self.deployment_id.encode()).hexdigest(),
+            content_length="" if reply_length is None else str(reply_length),
         )
         self.notifier.emit(cfg.targets, event_name, info.key, render_body(log))
 
@@ -379,6 +426,7 @@ class LocalFolderStore:
         content_type: str = "application/octet-stream",
         metadata: dict[str, str] | None = None,
         context: RequestContext | None = None,
+        content_encoding: str = "",
     ) -> ObjectInfo:
         validate_key(key)
         self._config(bucket)
@@ -386,8 +434,9 @@ class LocalFolderStore:
         meta = normalize_metadata(bucket, key, metadata)
         tmp, size, etag = self._spool(data, length)
         return self._commit(
-            bucket, key, tmp, size, etag, content_type, meta, "s3:ObjectCreated:Put", context
-        )
+            bucket, key, tmp, size, etag, content_type or DEFAULT_CONTENT_TYPE, meta,
+            "s3:ObjectCreated:Put", context, content_encoding=content_encoding,
+        )  # fmt: skip
 
     def _version(self, bucket: str, key: str, version_id: str | None) -> _Version:
         validate_key(key)
@@ -411,6 +460,11 @@ class LocalFolderStore:
             return self._info(bucket, key, v), self._object_dir(
                 bucket, key
             ) / f"{v.version_id}.data"
+
+    def content_encoding(self, bucket: str, key: str, *, version_id: str | None = None) -> str:
+        """The Content-Encoding header the version was stored with ("" for none)."""
+        with self._lock:
+            return self._version(bucket, key, version_id).content_encoding
 
     def get(self, bucket: str, key: str, *, version_id: str | None = None) -> bytes:
         _, path = self.data_path(bucket, key, version_id=version_id)
@@ -480,6 +534,8 @@ class LocalFolderStore:
         key: str,
         content_type: str = "application/octet-stream",
         metadata: dict[str, str] | None = None,
+        *,
+        content_encoding: str = "",
     ) -> str:
         validate_key(key)
         self._config(bucket)
@@ -488,6 +544,7 @@ class LocalFolderStore:
             bucket=bucket,
             key=key,
             content_type=content_type,
+            content_encoding=content_encoding,
             metadata=normalize_metadata(bucket, key, metadata),
             initiated=datetime.now(UTC),
         )
@@ -565,6 +622,7 @@ class LocalFolderStore:
             os.fsync(out.fileno())
         # S3's multipart etag: md5 of the concatenated part digests, then "-<number of parts>".
         etag = f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(wanted)}"
+        reply = complete_multipart_reply(bucket, key, etag, context or RequestContext())
         info = self._commit(
             bucket,
             key,
@@ -575,6 +633,8 @@ class LocalFolderStore:
             up.metadata,
             "s3:ObjectCreated:CompleteMultipartUpload",
             context,
+            content_encoding=up.content_encoding,
+            reply_length=len(reply),
         )
         shutil.rmtree(folder, ignore_errors=True)
         return info

@@ -159,8 +159,22 @@ def object_created(
     amz_id_2: str = "",
     source_port: str = "",
     configuration_id: str = "Config",
+    content_length: str = "",
 ) -> EventLog:
-    """Build the event MinIO sends for one created object (``key`` unescaped)."""
+    """Build the event MinIO sends for one created object (``key`` unescaped).
+
+    ``content_length`` is the Content-Length of MinIO's reply to the request, which its
+    responseElements carry when set (cmd/event-notification.go ToEvent, from
+    extractRespElements): a CompleteMultipartUpload has an XML reply, a PUT an empty one.
+    """
+    response_elements = {
+        "x-amz-id-2": amz_id_2,
+        "x-amz-request-id": request_id,
+        "x-minio-deployment-id": deployment_id,
+        "x-minio-origin-endpoint": origin_endpoint,
+    }
+    if content_length:
+        response_elements["content-length"] = content_length
     record = EventRecord(
         aws_region=region,
         event_time=event_time(at),
@@ -171,12 +185,7 @@ def object_created(
             "region": region,
             "sourceIPAddress": source_host,
         },
-        response_elements={
-            "x-amz-id-2": amz_id_2,
-            "x-amz-request-id": request_id,
-            "x-minio-deployment-id": deployment_id,
-            "x-minio-origin-endpoint": origin_endpoint,
-        },
+        response_elements=response_elements,
         s3=S3Entity(
             configuration_id=configuration_id,
             bucket=EventBucket(

@@ -244,7 +244,8 @@ def test_notify_config_files(tmp_path) -> None:
     env, script = write_notify_config(cfg, tmp_path)
     text = env.read_text()
     assert "MINIO_NOTIFY_WEBHOOK_ENABLE_QMROCT=on" in text
-    assert "MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_QMROCT=/data/events" in text
+    assert "MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_QMROCT=/var/lib/minio-events" in text
+    assert "MINIO_API_SYNC_EVENTS=on" in text
     assert "MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_QMROCT='Basic dXVpZDprZXk='" in text
     assert (
         "mc event add qmroct/oct-ingest arn:minio:sqs::QMROCT:webhook --event put --suffix .vol"
@@ -254,6 +255,11 @@ def test_notify_config_files(tmp_path) -> None:
         NotifyConfig(
             target_id="x", endpoint="http://e", auth_token="t", queue_dir="rel", subscriptions=[]
         )
+    with pytest.raises(ValueError, match="inside the data drive"):
+        NotifyConfig(
+            target_id="x", endpoint="http://e", auth_token="t", queue_dir="/data/events",
+            subscriptions=[],
+        )  # fmt: skip
 
 
 def test_store_commands_are_registered() -> None:

@@ -32,6 +32,15 @@ from qmroct.objectstore.signing import presign, sign_request
 SINGLE_PUT_MAX = 64 * 1024 * 1024  # above this, put() switches to multipart
 PART_SIZE = 16 * 1024 * 1024
 TIMEOUT = (5, 300)
+# Metadata names sent as headers of their own, as the minio client sends them
+# (minio/helpers.py normalize_headers), so both stores store and serve them alike.
+_STANDARD_HEADERS = {
+    "cache-control": "Cache-Control",
+    "content-disposition": "Content-Disposition",
+    "content-encoding": "Content-Encoding",
+    "content-language": "Content-Language",
+    "expires": "Expires",
+}
 _CODE_RE = re.compile(rb"<Code>([^<]*)</Code>")
 _MSG_RE = re.compile(rb"<Message>([^<]*)</Message>")
 
@@ -157,7 +166,8 @@ class LocalStoreClient:
             return self._put_stream(bucket, key, io.BytesIO(payload), content_type, metadata)
         headers = {"Content-Type": content_type}
         for name, value in (metadata or {}).items():
-            headers[f"x-amz-meta-{name}"] = value
+            standard = _STANDARD_HEADERS.get(name.lower())
+            headers[standard or f"x-amz-meta-{name}"] = value
         resp = self._call("PUT", "object", bucket, key, body=payload, headers=headers)
         return ObjectInfo.model_validate(resp.json())
 
@@ -267,7 +277,10 @@ class LocalStoreClient:
         metadata: dict[str, str] | None = None,
     ) -> str:
         self._check(bucket, key)
-        body = json.dumps({"content_type": content_type, "metadata": metadata or {}}).encode()
+        meta = dict(metadata or {})
+        encoding = next((meta.pop(k) for k in list(meta) if k.lower() == "content-encoding"), "")
+        spec = {"content_type": content_type, "metadata": meta, "content_encoding": encoding}
+        body = json.dumps(spec).encode()
         return str(self._call("POST", "uploads", bucket, key, body=body).json()["upload_id"])
 
     def upload_part(
