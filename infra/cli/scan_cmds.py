@@ -113,6 +113,50 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
         for path in write_phantom(scan, truth, out_dir, formats=formats or ("vol", "dcm")):
             click.echo(str(path))
 
+    @groups["bench"].command("hostile")
+    @click.option("--limit-mb", type=int, default=64, show_default=True, help="reader size limit")
+    @click.option("--timeout", "timeout_s", type=float, default=20.0, show_default=True)
+    @click.option("--json", "as_json", is_flag=True)
+    def bench_hostile(limit_mb: int, timeout_s: float, as_json: bool) -> None:
+        """Read every file of the hostile corpus in its own process: outcome, time, peak RSS.
+
+        Exits non-zero when a file gives a traceback, hangs, or passes the time or memory
+        budget (peak RSS over the idle worker's at most 3 x limit + 32 MiB).
+        """
+        from qmroct.oct.hostile import MIB, build_corpus, rss_budget, run_corpus
+
+        limit = limit_mb * MIB
+        budget = rss_budget(limit) / MIB
+        click.echo(f"building the corpus (limit {limit_mb} MiB) ...", err=True)
+        cases = build_corpus(limit)
+
+        def show(r) -> None:  # noqa: ANN001
+            if not as_json:
+                flag = r.problem(budget, timeout_s) or ""
+                click.echo(
+                    f"{r.name[:40]!r:44} {r.outcome:18} {r.seconds:6.2f} s "
+                    f"{r.over_idle_mib:7.1f} MiB  {flag}"
+                )
+
+        with tempfile.TemporaryDirectory() as tmp:
+            idle, results = run_corpus(cases, tmp, limit=limit, timeout_s=timeout_s, on_result=show)
+        problems = [r for r in results if r.problem(budget, timeout_s)]
+        figures = {
+            "files": len(results),
+            "idle_worker_mib": idle,
+            "rss_budget_over_idle_mib": budget,
+            "max_over_idle_mib": max(r.over_idle_mib for r in results),
+            "max_seconds": max(r.seconds for r in results),
+            "timeout_s": timeout_s,
+            "problems": len(problems),
+        }
+        if as_json:
+            click.echo(json.dumps({**figures, "results": [r.model_dump() for r in results]}))
+        else:
+            click.echo(" ".join(f"{k}={v}" for k, v in figures.items()))
+        if problems:
+            raise SystemExit(1)
+
     @groups["bench"].command("reader")
     @click.option("--json", "as_json", is_flag=True)
     @click.option("--runs", type=int, default=5, show_default=True)

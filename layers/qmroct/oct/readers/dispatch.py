@@ -76,6 +76,12 @@ def _checked(scan: Scan) -> Scan:
     finite = np.isfinite(b)
     if not finite.any():
         raise CorruptScan(scan.meta.source, "NaN-filled: no pixel holds data")
+    empty = np.flatnonzero(~finite.any(axis=(1, 2)))
+    if empty.size:
+        shown = ", ".join(str(i) for i in empty[:5]) + (" ..." if empty.size > 5 else "")
+        raise CorruptScan(
+            scan.meta.source, f"{empty.size} B-scan(s) hold no data (all NaN): {shown}"
+        )
     if np.isinf(b).any():
         raise CorruptScan(scan.meta.source, "infinite pixel values")
     return scan

@@ -103,8 +103,8 @@ def inflate_bounded(
                         break
             # What followed the end of this member was fed but not used: step back over it.
             pos -= len(d.unused_data)
-            if not members or not any(view[pos : pos + 512]):
-                break  # one stream, or zero padding after the last member
+            if not members or view[pos : pos + 2] != GZIP_MAGIC:
+                break  # one stream, or what follows the last member is padding, not a member
     except zlib.error as exc:
         raise CorruptScan(name, f"broken {what} compression: {exc}") from None
     return out.getvalue()
