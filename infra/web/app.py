@@ -157,6 +157,7 @@ def create_app(web_state: WebState) -> Flask:
     def healthz() -> Any:
         return {"ok": True, "version": __version__}
 
+    from qmroct.web.develop import bp as develop_bp
     from qmroct.web.downloads import bp as downloads_bp
     from qmroct.web.pages import bp as pages_bp
     from qmroct.web.viewer import bp as viewer_bp
@@ -164,4 +165,5 @@ def create_app(web_state: WebState) -> Flask:
     app.register_blueprint(pages_bp)
     app.register_blueprint(viewer_bp)
     app.register_blueprint(downloads_bp)
+    app.register_blueprint(develop_bp)
     return app

@@ -114,6 +114,8 @@ class WebState:
         self._facets: tuple[float, Any, Any] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: called by close(): what pages opened for the app's life (the developer sandbox)
+        self.closers: list[Any] = []
 
     @classmethod
     def from_settings(
@@ -211,6 +213,8 @@ class WebState:
         self._thread.start()
 
     def close(self) -> None:
+        for closer in self.closers:
+            closer()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

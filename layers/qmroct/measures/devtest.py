@@ -245,9 +245,25 @@ def build_dev_zip(folder: Path, name: str) -> bytes:
 
 def deploy_dev(ow: Any, folder: Path, name: str, version: str) -> str:
     """``wsk action update qmroct-dev/measure-NAME`` with the folder's zip; its sha256."""
+    return deploy_dev_zip(ow, name, version, build_dev_zip(folder, name))
+
+
+def deploy_dev_zip(ow: Any, name: str, version: str, data: bytes) -> str:
+    """``wsk action update qmroct-dev/measure-NAME`` with an action zip; its sha256.
+
+    ConfigError unless ``data`` is a zip with ``__main__.py`` at its top, as OpenWhisk's
+    Python runtime needs it."""
+    import io
+    import zipfile
+
     from qmroct.measures.scaffold import MEASURE_ANNOTATION, VERSION_ANNOTATION
 
-    data = build_dev_zip(folder, name)
+    try:
+        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    except zipfile.BadZipFile as exc:
+        raise ConfigError(f"measure-{name}.zip: not a zip file: {exc}") from exc
+    if "__main__.py" not in names:
+        raise ConfigError(f"measure-{name}.zip: no __main__.py at the top of the zip")
     ow.update_action(
         dev_action(name),
         data,

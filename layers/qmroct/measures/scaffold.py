@@ -274,6 +274,23 @@ def write_docs_entry(folder: Path, name: str) -> Path:
     return path
 
 
+def folder_from_module(folder: Path, name: str, source: bytes, version: str) -> Path:
+    """A developer folder around one uploaded ``measure_NAME.py`` (the web view's upload):
+    the thin ``__main__.py`` and the manifest entry are written as ``new_measure`` writes them."""
+    if not _NAME.match(name) or keyword.iskeyword(name):
+        raise ConfigError(f"measure name {name!r}: lower-case letters, digits and '_'")
+    try:
+        source.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"measure_{name}.py: not UTF-8 text: {exc}") from exc
+    action_dir = Path(folder) / "functions" / "measures" / name
+    action_dir.mkdir(parents=True, exist_ok=True)
+    (action_dir / "__main__.py").write_text(_MAIN.substitute(name=name), encoding="utf-8")
+    (action_dir / f"measure_{name}.py").write_bytes(source)
+    _write_manifest(Path(folder), name, version)
+    return Path(folder)
+
+
 def new_measure(folder: Path, name: str, criterion: str = "S") -> list[Path]:
     """Write a working measure NAME into ``folder``; the paths written, manifest included.
 
