@@ -17,7 +17,9 @@ mc mb --ignore-existing --with-lock "$ALIAS/oct-ingest"
 mc mb --ignore-existing --with-lock "$ALIAS/oct-results"
 mc mb --ignore-existing "$ALIAS/oct-measures"
 mc mb --ignore-existing "$ALIAS/oct-derived"
-for b in oct-ingest oct-measures oct-results oct-derived; do
+# The measure developers' test set (phantoms/, cleared/, runs/; docs/measure-development.md).
+mc mb --ignore-existing "$ALIAS/oct-devtest"
+for b in oct-ingest oct-measures oct-results oct-derived oct-devtest; do
     mc version enable "$ALIAS/$b"
 done
 
