@@ -26,6 +26,14 @@ class CriterionVerdict(BaseModel):
     criterion: Criterion
     verdict: Verdict
     reason: str
+    graded_by: str | None = Field(
+        None,
+        description="the value that decided this verdict: its key in the measure's values "
+        "(in the OSCAR-IB summary prefixed with the measure, '<measure>.<value>')",
+    )
+    thresholds: tuple[float, float] | None = Field(
+        None, description="(warn, fail) thresholds the graded value was held against"
+    )
 
 
 class MeasureOutput(BaseModel):

@@ -3,6 +3,8 @@ not-applicable cases."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from qmroct.measures.base import get_measure, registry
@@ -19,7 +21,8 @@ WEAK_PROBES: set[tuple[str, str]] = set()
 
 @pytest.fixture(scope="module")
 def reduced_sweep():
-    return sweep(severities=(0.0, 0.5, 1.0), seeds=3, cross_talk=False, workers=2)
+    # Each probe at 0, its fail severity and 1; three eyes of natural anatomical variation.
+    return sweep(severities=(0.0, 1.0), seeds=3, cross_talk=False, workers=2)
 
 
 def test_suite_registers_every_measure_of_the_table():
@@ -39,8 +42,11 @@ def test_suite_registers_every_measure_of_the_table():
 def test_reduced_sweep_auc_and_monotonic(reduced_sweep, probe):
     mv = reduced_sweep[probe.measure]
     row = next(r for r in mv.probes if r["defect"] == probe.defect)
-    assert row["auc"] >= 0.95, row
+    assert row["auc"] >= 0.9, row
     assert row["monotonic"], row
+    assert row["fail_severity"] in row["severities"]
+    lo, hi = row["auc_ci95"]
+    assert 0.0 <= lo <= row["auc"] <= hi <= 1.0
 
 
 def test_reduced_sweep_lateral_motion(reduced_sweep):
@@ -173,3 +179,58 @@ def test_params_are_validated():
     with pytest.raises(ValueError):
         m.parse_params({"max_bscans": 0})
     assert m.parse_params({"c_dev": 0.4}).c_dev == 0.4
+
+
+def test_each_letter_names_the_value_that_graded_it():
+    scan, _, _ = make_phantom("volume", defects={"tilt": 1.0}, seed=1)
+    run = run_suite(scan)
+    values = {o.measure: o.values for o in run.outputs}
+    graded = 0
+    for letter, v in run.summary.letters.items():
+        if v.verdict is Verdict.NOT_APPLICABLE:
+            continue
+        measure, _, value = (v.graded_by or "").partition(".")
+        assert value in values.get(measure, {}), (letter, v)
+        graded += 1
+    assert graded >= 6
+    b = run.summary.letters["B"]
+    assert b.verdict in (Verdict.WARN, Verdict.FAIL)
+    assert b.graded_by == "beam_placement.tilt_deg"
+
+
+def test_a_device_floor_without_a_source_is_not_a_fail():
+    # OSCAR-IB names no floor for Topcon's FAST_Q2: a low value is reported with the reason,
+    # never failed on a borrowed threshold.
+    scan, _, _ = make_phantom("line", seed=0)
+    meta = scan.meta.model_copy(
+        update={"device_quality": [20.0], "device_quality_kind": "topcon_fast_q2"}
+    )
+    scan = dataclasses.replace(scan, meta=meta)
+    out = get_measure("signal").compute(scan, get_measure("signal").Params(), None)
+    (s,) = out.verdicts
+    assert s.verdict is Verdict.PASS, s
+    assert "no published floor" in s.reason
+    assert s.graded_by == "peak_snr_db"
+    spectralis = scan.meta.model_copy(
+        update={"device_quality": [10.0], "device_quality_kind": "spectralis_q"}
+    )
+    out = get_measure("signal").compute(
+        dataclasses.replace(scan, meta=spectralis), get_measure("signal").Params(), None
+    )
+    assert out.verdicts[0].verdict is Verdict.FAIL
+    assert out.verdicts[0].graded_by == "device_quality"
+
+
+@pytest.mark.parametrize("pattern", ["volume", "ring", "line"])
+def test_phantom_eyes_differ_within_normal_ranges(pattern):
+    # Natural variation: each seed its own healthy eye, so clean values spread.
+    thick = []
+    for seed in range(4):
+        scan, truth, bounds = make_phantom(pattern, seed=seed)
+        a = truth.anatomy
+        assert 0.84 <= a.retina_scale <= 1.16 and 0.79 <= a.rnfl_scale <= 1.21
+        assert 1450 <= a.disc_diameter_um <= 2250 and -2 <= a.tilt_deg <= 2
+        thick.append(float(np.nanmedian(bounds["BM"] - bounds["ILM"])) * scan.meta.spacing.axial_um)
+    assert max(thick) - min(thick) > 5.0, thick  # um: the eyes are not one eye
+    fixed = [make_phantom(pattern, seed=s, anatomy="fixed")[1].anatomy for s in (0, 1)]
+    assert fixed[0] == fixed[1]

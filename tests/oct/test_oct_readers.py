@@ -294,3 +294,19 @@ def test_gzip_with_several_members_reads_whole():
     # What a streaming compressor writes: one gzip member per block, concatenated.
     packed = gzip.compress(raw[:half]) + gzip.compress(raw[half:])
     assert read_scan(packed, name="m.vol").bscans.shape == read_scan(raw, name="m.vol").bscans.shape
+
+
+def test_ring_shift_is_read_signed(tmp_path: Path) -> None:
+    # Spectralis stores a ring's A-scan shift as a signed 32-bit integer: -9, not 4294967287.
+    from qmroct.oct.phantom import make_phantom
+    from qmroct.oct.readers.heyex_vol import BSCAN_HEADER, FILE_HEADER_BYTES
+    from qmroct.oct.writers.heyex_vol import write_vol
+
+    scan, _, _ = make_phantom("ring", seed=0)
+    data = bytearray(write_vol(scan, patient_id="P", visit_id="V"))
+    slo = scan.fundus.shape[0] * scan.fundus.shape[1]
+    at = FILE_HEADER_BYTES + slo + BSCAN_HEADER.fields["shift"][1]
+    data[at : at + 4] = struct.pack("<i", -9)
+    path = tmp_path / "ring.vol"
+    path.write_bytes(bytes(data))
+    assert read_scan(path).meta.extra["ring_shift_ascans"] == -9

@@ -11,7 +11,7 @@ from qmroct.errors import NotApplicable
 from qmroct.measures.base import register
 from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers, crop_to_retina
 from qmroct.measures.context import ScanContext
-from qmroct.measures.verdicts import grade, worst
+from qmroct.measures.verdicts import grade, not_applicable, worst
 from qmroct.metrics.centration import find_disc, fovea_offset_um, fovea_position, ring_offset_ratio
 from qmroct.metrics.geometry import thickness_um
 from qmroct.oct.model import ScanPattern
@@ -91,7 +91,17 @@ class Centration(SuiteMeasure):
         if not np.isfinite(j):
             return Evaluation(
                 {"fovea_offset_um": None},
-                [grade("C", "fovea offset", None, warn=0, fail=0, higher_is_better=False)],
+                [
+                    grade(
+                        "C",
+                        "fovea offset",
+                        None,
+                        graded_by="fovea_offset_um",
+                        warn=0,
+                        fail=0,
+                        higher_is_better=False,
+                    )
+                ],
                 None,
                 ["no thickness in the central region"],
             )
@@ -107,21 +117,33 @@ class Centration(SuiteMeasure):
             "fovea_column": j,
             "fovea_pit_depth": depth,
         }
-        gradings = [
+        # Without a pit the thickness minimum is no fovea: its offset is not graded, the missing
+        # pit is (a macular scan that misses the fovea is off-centre).
+        has_pit = bool(np.isfinite(depth) and depth >= params.min_pit_depth / 2)
+        offset = (
             grade(
                 "C",
                 "fovea offset",
                 dist,
+                graded_by="fovea_offset_um",
                 warn=params.fovea_warn_um,
                 fail=params.fovea_fail_um,
                 higher_is_better=False,
                 unit=" µm",
                 source="Pak et al., IOVS 2013",
-            ),
+            )
+            if has_pit
+            else not_applicable(
+                "C", f"fovea offset not graded: no pit at the thickness minimum ({dist:.0f} µm off)"
+            )
+        )
+        gradings = [
+            offset,
             grade(
                 "C",
                 "foveal pit depth",
                 depth,
+                graded_by="fovea_pit_depth",
                 warn=params.min_pit_depth,
                 fail=params.min_pit_depth / 2,
                 higher_is_better=True,
@@ -131,17 +153,15 @@ class Centration(SuiteMeasure):
         ki = int(round(k))
         rgb = bscan_with_layers(ctx, ki)
         cx = (w - 1) / 2.0
-        rgb = pictures.annotate(
-            rgb,
-            lines=[
-                (cx, 0, cx, ctx.height - 1, pictures.CYAN),
-                (j, 0, j, ctx.height - 1, pictures.RED),
-            ],
-        )
+        # A fovea is marked only where a pit was found; without one the minimum is no fovea.
+        lines = [(cx, 0, cx, ctx.height - 1, pictures.CYAN)]
+        if has_pit:
+            lines.append((j, 0, j, ctx.height - 1, pictures.RED))
+        rgb = pictures.annotate(rgb, lines=lines)
+        found = f"fovea (red), {dist:.0f} µm" if has_pit else "no foveal pit found"
         panels = [
             pictures.panel(
-                crop_to_retina(rgb, ctx, ki),
-                f"B-scan {ki}: scan centre (cyan), fovea (red), {dist:.0f} µm",
+                crop_to_retina(rgb, ctx, ki), f"B-scan {ki}: scan centre (cyan), {found}"
             )
         ]
         if n > 1:
@@ -150,7 +170,8 @@ class Centration(SuiteMeasure):
             sx, sy = 320 / w, 320 / n
             en = pictures.annotate(
                 en,
-                marks=[(cx * sx, (n - 1) / 2 * sy, pictures.CYAN), (j * sx, k * sy, pictures.RED)],
+                marks=[(cx * sx, (n - 1) / 2 * sy, pictures.CYAN)]
+                + ([(j * sx, k * sy, pictures.RED)] if has_pit else []),
                 text=[(4, 4, f"thickness {lo:.0f}-{hi:.0f} µm", pictures.WHITE)],
             )
             panels.append(
@@ -161,7 +182,8 @@ class Centration(SuiteMeasure):
                 pictures.plot(
                     [(t[0], pictures.WHITE, "thickness µm")],
                     title="retinal thickness along the line",
-                    vlines=[(cx, pictures.CYAN, "centre"), (j, pictures.RED, "fovea")],
+                    vlines=[(cx, pictures.CYAN, "centre")]
+                    + ([(j, pictures.RED, "fovea")] if has_pit else []),
                 )
             )
         return Evaluation(
@@ -197,6 +219,7 @@ class Centration(SuiteMeasure):
             "C",
             "ring offset / disc diameter",
             ratio,
+            graded_by="ring_offset_ratio",
             warn=params.ring_warn_ratio,
             fail=params.ring_fail_ratio,
             higher_is_better=False,

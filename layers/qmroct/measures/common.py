@@ -56,7 +56,16 @@ class SuiteMeasure(Measure):
         "pattern": ("", "", "scan pattern"),
         "device": ("", "", "device name from the file"),
         "retina_fraction": ("fraction", "higher is better", "A-scans with ILM and BM found"),
+        "spacing_assumed": (
+            "",
+            "",
+            "pixel spacings the file did not give and the reader assumed (e.g. 'lateral,bscan'); "
+            "absent when the file gives them all",
+        ),
     }
+    #: Whether the measure's values or thresholds are in physical units (µm, degrees): then an
+    #: assumed spacing is named in every graded verdict's reason.
+    uses_spacing: bool = True
     #: Whether the measure needs a detected retina (all but a few do).
     needs_retina: bool = True
 
@@ -86,7 +95,20 @@ class SuiteMeasure(Measure):
             return self._output(
                 base, [not_applicable(c, reason) for c in self.criteria], None, [reason]
             )
-        return self._output({**base, **ev.values}, ev.verdicts, ev.picture, ev.notes)
+        verdicts = ev.verdicts
+        assumed = scan.meta.extra.get("spacing_assumed")
+        if assumed:
+            base["spacing_assumed"] = str(assumed)
+            if self.uses_spacing:
+                s = scan.meta.spacing
+                note = (
+                    f"assumed {assumed} spacing, not in the file (lateral {s.lateral_um:g} µm, "
+                    f"axial {s.axial_um:g} µm per pixel)"
+                )
+                verdicts = [
+                    v.model_copy(update={"reason": f"{v.reason}; {note}"}) for v in verdicts
+                ]
+        return self._output({**base, **ev.values}, verdicts, ev.picture, ev.notes)
 
     def _output(
         self,

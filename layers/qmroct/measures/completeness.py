@@ -28,6 +28,7 @@ class Completeness(SuiteMeasure):
     loses thickness; OSCAR-IB O counts it as an obvious problem (hard criterion)."""
 
     name = "completeness"
+    uses_spacing = False  # ratios of intensities or fractions of A-scans
     version = "1.0.0"
     criteria = ("O",)
     Params = CompletenessParams
@@ -56,6 +57,7 @@ class Completeness(SuiteMeasure):
                     "O",
                     "cut at top",
                     top,
+                    graded_by="cut_top_fraction",
                     warn=params.warn_fraction,
                     fail=params.fail_fraction,
                     higher_is_better=False,
@@ -65,6 +67,7 @@ class Completeness(SuiteMeasure):
                     "O",
                     "cut at bottom",
                     bottom,
+                    graded_by="cut_bottom_fraction",
                     warn=params.warn_fraction,
                     fail=params.fail_fraction,
                     higher_is_better=False,

@@ -34,7 +34,10 @@ from qmroct.metrics.illumination import (
 class IlluminationParams(BaseModel):
     sectors: int = Field(16, ge=2, le=128, description="vertical sectors for the weakest SNR")
     vessel_um: float = Field(
-        150.0, ge=0, le=2000, description="running median width that removes vessel shadows"
+        150.0,
+        ge=0,
+        le=2000,
+        description="widest vessel shadow removed (a running median twice as wide removes it)",
     )
     edge_centre_warn: float = Field(0.8, gt=0, le=1, description="edge/centre below this warns")
     edge_centre_fail: float = Field(0.6, gt=0, le=1, description="edge/centre below this fails")
@@ -81,8 +84,9 @@ class Illumination(SuiteMeasure):
         # anatomy, as they are for A and B.
         s = outside_disc(ctx, ascan_signal(linear, ctx.retina))
         # Vessel shadows are normal anatomy and narrower than media shadows: a running median
-        # over vessel_um removes them before sectors and dark fractions are taken.
-        width = max(1, int(round(params.vessel_um / ctx.scan.meta.spacing.lateral_um)) | 1)
+        # removes dips narrower than half its window, so a window of twice vessel_um removes
+        # every shadow up to vessel_um wide before sectors and dark fractions are taken.
+        width = max(1, int(round(2 * params.vessel_um / ctx.scan.meta.spacing.lateral_um)) | 1)
         if width > 1:
             s = median_filter(
                 np.where(np.isfinite(s), s, np.nanmedian(s)), size=(1, width), mode="nearest"
@@ -111,6 +115,7 @@ class Illumination(SuiteMeasure):
                 "I",
                 "edge/centre",
                 ec,
+                graded_by="edge_centre_ratio",
                 warn=params.edge_centre_warn,
                 fail=params.edge_centre_fail,
                 higher_is_better=True,
@@ -119,6 +124,7 @@ class Illumination(SuiteMeasure):
                 "I",
                 "weakest sector deficit",
                 deficit,
+                graded_by="weakest_sector_deficit_db",
                 warn=params.sector_deficit_warn_db,
                 fail=params.sector_deficit_fail_db,
                 higher_is_better=False,
@@ -128,6 +134,7 @@ class Illumination(SuiteMeasure):
                 "I",
                 "dark A-scans",
                 dark,
+                graded_by="dark_fraction",
                 warn=params.dark_warn,
                 fail=params.dark_fail,
                 higher_is_better=False,
@@ -139,6 +146,7 @@ class Illumination(SuiteMeasure):
                     "I",
                     "B-scan gain CV",
                     gain,
+                    graded_by="bscan_gain_cv",
                     warn=params.gain_cv_warn,
                     fail=params.gain_cv_fail,
                     higher_is_better=False,

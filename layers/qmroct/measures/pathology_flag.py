@@ -1,4 +1,5 @@
-"""Retinal pathology flag (OSCAR-IB R): total thickness far outside the normal range.
+"""Retinal pathology flag (OSCAR-IB R): intraretinal fluid, or total thickness far outside the
+normal range.
 
 A flag only: a human decides. The verdict is warn (flag for review), never fail.
 """
@@ -21,6 +22,7 @@ from qmroct.measures.common import (
 )
 from qmroct.measures.context import ScanContext
 from qmroct.metrics.geometry import thickness_range, thickness_um
+from qmroct.metrics.pathology import cavity_columns
 from qmroct.results import CriterionVerdict, Verdict
 
 
@@ -35,6 +37,19 @@ class PathologyParams(BaseModel):
         description="thicker A-scans are abnormal (normal macula < 400 µm, disc rim < 500 µm)",
     )
     flag_fraction: float = Field(0.10, gt=0, le=1, description="abnormal fraction that flags")
+    fluid_flag_fraction: float = Field(
+        0.01,
+        gt=0,
+        le=1,
+        description="A-scans crossing a cystoid space that flag (1%: one cyst of about 60 µm in "
+        "a 6 mm B-scan; healthy phantom eyes of natural variation show none)",
+    )
+    cavity_min_um: float = Field(
+        15.0, gt=0, le=500, description="height of the dark region that makes a cavity"
+    )
+    cavity_min_width_um: float = Field(
+        40.0, gt=0, le=1000, description="width of the dark region that makes a cavity"
+    )
 
 
 @register
@@ -42,8 +57,10 @@ class PathologyFlag(SuiteMeasure):
     """Pathology flag: the 5th/50th/95th percentiles of total retinal thickness (ILM to BM, µm)
     and the fraction of A-scans outside the normal range (150 to 500 µm; normal maculae measure
     roughly 200 to 350 µm on Spectralis). Above 10% the scan is flagged for a human to look at
-    (oedema, atrophy, detachment); it is never failed automatically. Optic-disc A-scans are left
-    out: there is no retina between ILM and BM there."""
+    (oedema, atrophy, detachment); it is never failed automatically. Fluid flags on its own,
+    before the thickness changes much: more than 1% of the A-scans crossing a cystoid space
+    (a region near the noise floor inside the nuclear layers, at least 15 µm tall and 40 µm
+    wide). Optic-disc A-scans are left out: there is no retina between ILM and BM there."""
 
     name = "pathology_flag"
     version = "1.0.0"
@@ -56,6 +73,14 @@ class PathologyFlag(SuiteMeasure):
         "thickness_p95_um": ("µm", "inside the normal range", "95th percentile thickness"),
         "thickness_range_um": ("µm", "", "P95 - P5"),
         "abnormal_fraction": ("fraction", "lower is better", "A-scans outside the normal band"),
+        "fluid_fraction": (
+            "fraction",
+            "lower is better",
+            "assessable A-scans crossing a cystoid space: a region at least cavity_min_um tall "
+            "and cavity_min_width_um wide between the RNFL and the ELM, within 25% of the way "
+            "from the noise floor to the column's expected ONL level (its RPE times the "
+            "B-scan's median ONL/RPE ratio)",
+        ),
     }
 
     def evaluate(self, ctx: ScanContext, params: PathologyParams) -> Evaluation:  # type: ignore[override]
@@ -72,25 +97,73 @@ class PathologyFlag(SuiteMeasure):
         ok = np.isfinite(t)
         abnormal = (t < params.normal_min_um) | (t > params.normal_max_um)
         frac = float(np.count_nonzero(abnormal & ok) / max(ok.sum(), 1))
+        seg = ctx.usable_segmentation
+        linear = ctx.linear_and_name[0]
+        bg = linear[ctx.vitreous]
+        bg = bg[np.isfinite(bg)]
+        noise = float(np.median(bg)) if bg.size > 10 else float("nan")
+        um, lat = ctx.scan.meta.spacing.axial_um, ctx.scan.meta.spacing.lateral_um
+        if np.isfinite(noise) and noise > 0:
+            cavity, assessable = cavity_columns(
+                linear,
+                seg.rnfl,
+                seg.onl_bottom,
+                seg.onl_top,
+                seg.bm,
+                noise,
+                min_rows=max(2, int(round(params.cavity_min_um / um))),
+                min_cols=max(2, int(round(params.cavity_min_width_um / lat))),
+                rpe_rows=max(2, int(round(25.0 / um))),
+                smooth_px=(6.0 / um, 10.0 / lat),
+            )
+            keep = assessable & np.isfinite(t)
+            fluid = float(np.count_nonzero(cavity & keep) / max(keep.sum(), 1))
+        else:
+            cavity = np.zeros(t.shape, bool)
+            fluid = float("nan")
         values = {
             "thickness_p05_um": p5,
             "thickness_p50_um": p50,
             "thickness_p95_um": p95,
             "thickness_range_um": p95 - p5,
             "abnormal_fraction": frac,
+            "fluid_fraction": fluid,
         }
         band = f"{params.normal_min_um:g}-{params.normal_max_um:g} µm"
-        if frac > params.flag_fraction:
+        thick = f"{frac:.0%} of A-scans outside {band}"
+        wet = f"{fluid:.1%} of A-scans cross a cystoid space" if np.isfinite(fluid) else ""
+        lin_name = ctx.linear_and_name[1]
+        # The cavity level is a fraction of reflectivity above the noise floor; a vendor display
+        # map bends that scale, so there the fraction is reported, not flagged.
+        display = lin_name.startswith("display")
+        if display and wet:
+            wet = f"{wet} (not graded: {lin_name} intensities)"
+        if np.isfinite(fluid) and fluid > params.fluid_flag_fraction and not display:
             verdict = CriterionVerdict(
                 criterion="R",
                 verdict=Verdict.WARN,
-                reason=f"{frac:.0%} of A-scans outside {band}: flagged for review (a human decides)",
+                reason=f"{wet} (flag above {params.fluid_flag_fraction:.0%}): intraretinal "
+                f"fluid, flagged for review (a human decides); {thick}",
+                graded_by="fluid_fraction",
+                thresholds=(params.fluid_flag_fraction, params.fluid_flag_fraction),
+            )
+        elif frac > params.flag_fraction:
+            verdict = CriterionVerdict(
+                criterion="R",
+                verdict=Verdict.WARN,
+                reason=f"{thick}: flagged for review (a human decides)"
+                + (f"; {wet}" if wet else ""),
+                graded_by="abnormal_fraction",
+                thresholds=(params.flag_fraction, params.flag_fraction),
             )
         else:
             verdict = CriterionVerdict(
                 criterion="R",
                 verdict=Verdict.PASS,
-                reason=f"{frac:.0%} of A-scans outside {band} (flag above {params.flag_fraction:.0%})",
+                reason=f"{thick} (flag above {params.flag_fraction:.0%})"
+                + (f"; {wet} (flag above {params.fluid_flag_fraction:.0%})" if wet else ""),
+                graded_by="abnormal_fraction",
+                thresholds=(params.flag_fraction, params.flag_fraction),
             )
         n = t.shape[0]
         k = int(np.argmax(abnormal.sum(axis=1))) if abnormal.any() else ctx.centre_index

@@ -75,6 +75,7 @@ class Sharpness(SuiteMeasure):
             "O",
             "ILM edge width",
             width,
+            graded_by="ilm_edge_width_um",
             warn=params.warn_um,
             fail=params.fail_um,
             higher_is_better=False,

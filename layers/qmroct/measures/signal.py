@@ -24,10 +24,14 @@ from qmroct.metrics.histogram import (
     quality_index,
 )
 from qmroct.metrics.intensity import valid_values
+from qmroct.results import Verdict
 
-#: The device quality floors of OSCAR-IB S (Tewarie et al. 2012): Spectralis Q below 15 dB is
-#: poor; Topcon's FAST_Q2 index is read on the same 0..100 scale with 45 as its usual floor.
-DEVICE_FLOOR: dict[str, float] = {"spectralis_q": 15.0, "topcon_fast_q2": 45.0}
+#: Device quality floors with a published source: OSCAR-IB S (Tewarie et al. 2012) names only
+#: Spectralis (Q below 15 dB is poor). Other kinds (Topcon FAST_Q2, Cirrus signal strength in a
+#: file without a cited floor) are reported, and the letter names why they are not graded.
+DEVICE_FLOOR: dict[str, tuple[float, str]] = {
+    "spectralis_q": (15.0, "OSCAR-IB, Tewarie 2012"),
+}
 
 
 class SignalParams(BaseModel):
@@ -61,6 +65,7 @@ class Signal(SuiteMeasure):
     one. Low values mean a weak, noisy image: cataract, dry cornea, poor alignment."""
 
     name = "signal"
+    uses_spacing = False  # ratios of intensities or fractions of A-scans
     version = "1.0.0"
     criteria = ("S",)
     Params = SignalParams
@@ -127,6 +132,7 @@ class Signal(SuiteMeasure):
                     "S",
                     "peak SNR",
                     peak,
+                    graded_by="peak_snr_db",
                     warn=params.peak_snr_warn_db,
                     fail=params.peak_snr_fail_db,
                     higher_is_better=True,
@@ -134,20 +140,33 @@ class Signal(SuiteMeasure):
                     source="phantom calibration",
                 )
             ]
-        floor = DEVICE_FLOOR.get(scan.meta.device_quality_kind or "")
+        kind = scan.meta.device_quality_kind or ""
+        floor = DEVICE_FLOOR.get(kind)
         if dq and floor is not None:
             gradings.append(
                 grade(
                     "S",
-                    f"device quality ({scan.meta.device_quality_kind})",
+                    f"device quality ({kind})",
                     min(dq),
-                    warn=floor,
-                    fail=floor,
+                    graded_by="device_quality",
+                    warn=floor[0],
+                    fail=floor[0],
                     higher_is_better=True,
-                    source="OSCAR-IB, Tewarie 2012",
+                    source=floor[1],
+                )
+            )
+        elif dq:
+            gradings.append(
+                not_applicable(
+                    "S",
+                    f"device quality {float(np.mean(dq)):.3g} ({kind or 'unknown kind'}) not "
+                    "graded: no published floor for this device in OSCAR-IB",
                 )
             )
         verdict = worst("S", gradings)
+        skipped = [g.reason for g in gradings if g.verdict is Verdict.NOT_APPLICABLE]
+        if skipped and verdict.verdict is not Verdict.NOT_APPLICABLE:
+            verdict = verdict.model_copy(update={"reason": "; ".join([verdict.reason, *skipped])})
         return Evaluation(values, [verdict], self._picture(ctx, idx, peaks, params))
 
     def _picture(

@@ -61,14 +61,17 @@ class OscarIbSummary(BaseModel):
 def oscar_ib_summary(outputs: list[MeasureOutput]) -> OscarIbSummary:
     """Combine the measures' verdicts: per letter the worst; overall failed if any letter fails.
 
+    Each letter's ``graded_by`` names the value that decided it, ``"<measure>.<value>"``.
+
     A soft letter (S, I, B) that fails counts as a failure too: automated grading has no reader
     to overrule it, and APOSTEL 2.0 asks to report which criterion failed.
     """
     by_letter: dict[str, list[CriterionVerdict]] = {c: [] for c in LETTERS}
     for out in outputs:
         for v in out.verdicts:
+            by = f"{out.measure}.{v.graded_by}" if v.graded_by else None
             by_letter[v.criterion].append(
-                v.model_copy(update={"reason": f"{out.measure}: {v.reason}"})
+                v.model_copy(update={"reason": f"{out.measure}: {v.reason}", "graded_by": by})
             )
     letters = {c: worst(c, vs) for c, vs in by_letter.items()}
     failed = [c for c, v in letters.items() if v.verdict is Verdict.FAIL]

@@ -129,7 +129,10 @@ def left_right_ratio(s: np.ndarray, *, exclude_centre: float = 0.2) -> float:
     the ONL looks darker on the side where the beam enters obliquely (Henle fibre layer
     reflectivity depends on the incidence angle; Lujan et al., IOVS 2011).
 
-    .. math:: r = \\min(\\overline{s}_L, \\overline{s}_R) / \\max(\\overline{s}_L, \\overline{s}_R)
+    .. math:: r = \\min(\\tilde{s}_L, \\tilde{s}_R) / \\max(\\tilde{s}_L, \\tilde{s}_R)
+
+    with :math:`\\tilde{s}` the median of a half: one bright spike (a vessel wall, a hyper-
+    reflective dot in the ONL) must not decide the balance, as it would in a mean.
 
     Units: none, in (0, 1]. Direction: higher is better.
     """
@@ -141,7 +144,7 @@ def left_right_ratio(s: np.ndarray, *, exclude_centre: float = 0.2) -> float:
     lv, rv = left[np.isfinite(left)], right[np.isfinite(right)]
     if lv.size == 0 or rv.size == 0:
         return float("nan")
-    a, b = lv.mean(), rv.mean()
+    a, b = float(np.median(lv)), float(np.median(rv))
     if max(a, b) <= 0:
         return float("nan")
     return float(min(a, b) / max(a, b))

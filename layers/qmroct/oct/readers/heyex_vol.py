@@ -81,7 +81,7 @@ BSCAN_HEADER = np.dtype(
         ("num_seg", "<u4"),
         ("seg_offset", "<u4"),
         ("quality", "<f4"),
-        ("shift", "<u4"),
+        ("shift", "<i4"),  # signed: a ring shifted left by 9 A-scans stores -9
         ("iv_transformation", "<f4", (6,)),
         ("spare", "V168"),
     ]
