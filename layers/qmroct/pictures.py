@@ -27,8 +27,43 @@ _FONT = ImageFont.load_default()
 
 
 def _t(text: str) -> str:
-    # Pillow's built-in font has no micro sign.
-    return text.replace("µ", "u").replace("°", " deg")
+    # Text is drawn by _text, which draws the micro sign itself; the degree sign is in the font.
+    return text
+
+
+def _text(d: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, fill: RGB) -> None:
+    """Draw ``text``; Pillow's built-in font has no micro sign, so a µ is drawn as a u with the
+    long left stem of the Greek letter (µm, never um)."""
+    x, y = xy
+    for i, part in enumerate(text.split("µ")):
+        if i:
+            x0, y0, x1, y1 = d.textbbox((x, y), "u", font=_FONT)
+            d.text((x, y), "u", fill=fill, font=_FONT)
+            d.line([(x0, y0), (x0, y1 + 2)], fill=fill, width=1)
+            x += d.textlength("u", font=_FONT)
+        if part:
+            d.text((x, y), part, fill=fill, font=_FONT)
+            x += d.textlength(part, font=_FONT)
+
+
+def scale_bar(rgb: np.ndarray, lateral_um: float, axial_um: float) -> np.ndarray:
+    """Scale bars in the lower left corner of a B-scan: a horizontal one for the A-scan spacing
+    (``lateral_um`` per column) and a vertical one for depth (``axial_um`` per row), each a round
+    number of µm and labelled. B-scans are not isotropic, so both are needed."""
+    h, w = rgb.shape[:2]
+    if h < 40 or w < 60 or not (lateral_um > 0 and axial_um > 0):
+        return rgb
+    im = Image.fromarray(np.ascontiguousarray(rgb))
+    d = ImageDraw.Draw(im)
+    fits = [v for v in (50, 100, 200, 250, 500, 1000, 2000) if v / lateral_um <= w / 4]
+    across = fits[-1] if fits else 50
+    deep = next((v for v in (500, 200, 100, 50) if v / axial_um <= h / 3), 50)
+    x0, y0 = 8, h - 8
+    d.line([(x0, y0), (x0 + across / lateral_um, y0)], fill=WHITE, width=2)
+    d.line([(x0, y0), (x0, y0 - deep / axial_um)], fill=WHITE, width=2)
+    _text(d, (x0 + 4, y0 - 12), f"{across:g} µm", WHITE)
+    _text(d, (x0 + 4, y0 - deep / axial_um), f"{deep:g} µm deep", WHITE)
+    return np.asarray(im)
 
 
 def gray_rgb(img: np.ndarray, *, lo: float | None = None, hi: float | None = None) -> np.ndarray:
@@ -126,7 +161,7 @@ def annotate(
     for x0, y0, x1, y1, c in boxes:
         d.rectangle([x0, y0, x1, y1], outline=c, width=1)
     for x, y, s, c in text:
-        d.text((x, y), _t(s), fill=c, font=_FONT)
+        _text(d, (x, y), s, c)
     return np.asarray(im)
 
 
@@ -141,10 +176,13 @@ def plot(
     highlight: Sequence[int] = (),
     ylim: tuple[float, float] | None = None,
     xlabel: str = "",
+    ylabel: str = "",
 ) -> np.ndarray:
     """A small line plot: each series is (y values, colour, label); NaN breaks the line.
 
-    ``hlines`` draws thresholds, ``vlines`` marks x positions (fractional indices), ``highlight`` marks x indices (e.g. blink B-scans) in red.
+    ``hlines`` draws thresholds, ``vlines`` marks x positions (fractional indices), ``highlight``
+    marks x indices (e.g. blink B-scans) in red; ``xlabel`` and ``ylabel`` name the axes with
+    their units.
     """
     im = Image.new("RGB", (width, height), BG)
     d = ImageDraw.Draw(im)
@@ -178,11 +216,11 @@ def plot(
         while any(r == row and a < end and x + 2 < b for a, b, r in taken):
             row += 1
         taken.append((x + 2, end, row))
-        d.text((x + 2, top + 2 + 11 * row), _t(label), fill=c, font=_FONT)
+        _text(d, (x + 2, top + 2 + 11 * row), label, c)
     for v, c, label in hlines:
         _, y = px(0, v)
         d.line([(left, y), (right, y)], fill=c, width=1)
-        d.text((right - 6 * len(label) - 4, y - 11), _t(label), fill=c, font=_FONT)
+        _text(d, (right - 6 * len(label) - 4, y - 11), label, c)
     for y, (_, c, _) in zip(ys, series, strict=True):
         seg: list[tuple[float, float]] = []
         for i, v in enumerate(y):
@@ -199,15 +237,17 @@ def plot(
             d.ellipse([x0 - 2, y0 - 2, x0 + 2, y0 + 2], fill=c)
     d.text((4, top - 2), f"{hi:.3g}", fill=GREY, font=_FONT)
     d.text((4, bottom - 10), f"{lo:.3g}", fill=GREY, font=_FONT)
-    d.text((left, 3), _t(title), fill=WHITE, font=_FONT)
+    if ylabel:
+        _text(d, (4, (top + bottom) / 2 - 5), ylabel, GREY)
+    _text(d, (left, 3), title, WHITE)
     # Legend right-aligned on the title row, so it never runs over the title.
     x = right
     for _, c, label in reversed(series):
         if label:
             x -= int(d.textlength(_t(label), font=_FONT)) + 12
-            d.text((x, 3), _t(label), fill=c, font=_FONT)
+            _text(d, (x, 3), label, c)
     if xlabel:
-        d.text((left, bottom + 3), _t(xlabel), fill=GREY, font=_FONT)
+        _text(d, (left, bottom + 3), xlabel, GREY)
     return np.asarray(im)
 
 
@@ -219,7 +259,7 @@ def panel(rgb: np.ndarray, title: str, *, width: int | None = None) -> np.ndarra
     if width is not None and rgb.shape[1] != width:
         rgb = resize(rgb, width)
     bar = Image.new("RGB", (rgb.shape[1], 16), BG)
-    ImageDraw.Draw(bar).text((4, 2), _t(title), fill=WHITE, font=_FONT)
+    _text(ImageDraw.Draw(bar), (4, 2), title, WHITE)
     return np.concatenate([np.asarray(bar), rgb], axis=0)
 
 
@@ -241,7 +281,7 @@ def stack(panels: Sequence[np.ndarray], *, width: int = 640, title: str = "") ->
     parts = [_fit_width(p, width) for p in panels]
     if title:
         head = Image.new("RGB", (width, 20), (0, 0, 0))
-        ImageDraw.Draw(head).text((6, 4), _t(title), fill=YELLOW, font=_FONT)
+        _text(ImageDraw.Draw(head), (6, 4), title, YELLOW)
         parts.insert(0, np.asarray(head))
     gap = np.full((4, width, 3), 0, np.uint8)
     out: list[np.ndarray] = []

@@ -234,3 +234,36 @@ def test_phantom_eyes_differ_within_normal_ranges(pattern):
     assert max(thick) - min(thick) > 5.0, thick  # um: the eyes are not one eye
     fixed = [make_phantom(pattern, seed=s, anatomy="fixed")[1].anatomy for s in (0, 1)]
     assert fixed[0] == fixed[1]
+
+
+@pytest.mark.parametrize("pattern", ["line", "volume"])
+def test_fluid_flags_r_before_thickness_does(pattern):
+    # Cystoid spaces flag R at the severity a grader calls pathology, where the total thickness
+    # of a 37% swelling still sits inside the normal band for most A-scans.
+    m = get_measure("pathology_flag")
+    clean, _, _ = make_phantom(pattern, seed=4)
+    out = m.compute(clean, m.Params(), None)
+    assert out.values["fluid_fraction"] == 0.0
+    assert out.verdicts[0].verdict is Verdict.PASS
+    sick, truth, _ = make_phantom(pattern, defects={"oedema": 0.25}, seed=4)
+    assert truth.physical["oedema_cysts"] > 0
+    out = m.compute(sick, m.Params(), None)
+    (r,) = out.verdicts
+    assert r.verdict is Verdict.WARN and r.graded_by == "fluid_fraction", r
+    assert out.values["fluid_fraction"] > m.Params().fluid_flag_fraction
+
+
+def test_ring_a_letter_checks_the_rnfl():
+    scan, _, _ = make_phantom("ring", seed=2)
+    seg = segment(scan)
+    run = run_suite(scan, segmentation=seg)
+    seg_out = next(o for o in run.outputs if o.measure == "segmentation")
+    assert seg_out.values["rnfl_jump_fraction"] < 0.02
+    assert seg_out.values["rnfl_thin_fraction"] < 0.05
+    assert run.summary.letters["A"].verdict is Verdict.PASS
+    # An RNFL edge that collapsed onto the ILM over 80 A-scans: missed, and discontinuous.
+    seg.rnfl[0, 200:280] = seg.ilm[0, 200:280]
+    run = run_suite(scan, segmentation=seg)
+    a = run.summary.letters["A"]
+    assert a.verdict in (Verdict.WARN, Verdict.FAIL), a
+    assert a.graded_by in ("segmentation.rnfl_thin_fraction", "segmentation.rnfl_jump_fraction")

@@ -67,3 +67,19 @@ def test_summary_fails_when_any_letter_fails():
     bad = oscar_ib_summary([out("a", "O", Verdict.PASS), out("c", "O", Verdict.FAIL)])
     assert not bad.passed and bad.failed_letters == ["O"]
     assert bad.letters["O"].reason.startswith("c: ")
+
+
+def test_micro_sign_and_scale_bars_are_drawn():
+    from PIL import Image, ImageDraw
+
+    def ink(text: str) -> int:
+        im = Image.new("RGB", (60, 20), (0, 0, 0))
+        pictures._text(ImageDraw.Draw(im), (2, 2), text, pictures.WHITE)
+        return int(np.asarray(im).sum())
+
+    # The micro sign is a u with a stem: more ink than a plain u, never the font's empty box.
+    assert ink("µm") > ink("um")
+    blank = np.zeros((200, 400, 3), np.uint8)
+    barred = pictures.scale_bar(blank, 10.0, 4.0)
+    corner = barred[100:, :200].astype(int).sum()
+    assert corner > 0 and barred[:60, 200:].sum() == 0  # only in the lower left corner

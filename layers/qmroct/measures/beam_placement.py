@@ -140,6 +140,8 @@ class BeamPlacement(SuiteMeasure):
                 pictures.plot(
                     [(column_mean(onl), pictures.MAGENTA, "ONL mean")],
                     title=f"ONL brightness across the scan: left/right ratio {ratio:.2f}",
+                    xlabel="A-scan",
+                    ylabel="linear",
                 )
             )
         return Evaluation(

@@ -182,6 +182,8 @@ class Centration(SuiteMeasure):
                 pictures.plot(
                     [(t[0], pictures.WHITE, "thickness µm")],
                     title="retinal thickness along the line",
+                    xlabel="A-scan",
+                    ylabel="µm",
                     vlines=[(cx, pictures.CYAN, "centre")]
                     + ([(j, pictures.RED, "fovea")] if has_pit else []),
                 )

@@ -162,15 +162,18 @@ def column_mean(a: np.ndarray) -> np.ndarray:
 
 def crop_to_retina(rgb: np.ndarray, ctx: ScanContext, k: int, pad_px: int = 40) -> np.ndarray:
     """Rows from above the highest ILM to below the deepest BM of B-scan ``k`` (with a margin):
-    the part of the B-scan a reader looks at. The whole image when no boundary was found."""
+    the part of the B-scan a reader looks at, with scale bars in µm. The whole image when no
+    boundary was found."""
     s = ctx.segmentation
     top, bottom = s.ilm[k], s.bm[k]
-    if not (np.isfinite(top).any() and np.isfinite(bottom).any()):
-        return rgb
-    h = rgb.shape[0]
-    r0 = max(0, int(np.nanmin(top)) - pad_px)
-    r1 = min(h, int(np.nanmax(bottom)) + 2 * pad_px)
-    return rgb[r0:r1] if r1 - r0 > 20 else rgb
+    sp = ctx.scan.meta.spacing
+    out = rgb
+    if np.isfinite(top).any() and np.isfinite(bottom).any():
+        h = rgb.shape[0]
+        r0 = max(0, int(np.nanmin(top)) - pad_px)
+        r1 = min(h, int(np.nanmax(bottom)) + 2 * pad_px)
+        out = rgb[r0:r1] if r1 - r0 > 20 else rgb
+    return pictures.scale_bar(out, sp.lateral_um, sp.axial_um)
 
 
 def outside_disc(ctx: ScanContext, layer: np.ndarray) -> np.ndarray:

@@ -99,6 +99,8 @@ class Completeness(SuiteMeasure):
                 pictures.plot(
                     [(per_top, pictures.GREEN, "top"), (per_bot, pictures.YELLOW, "bottom")],
                     title="cut fraction per B-scan",
+                    xlabel="B-scan",
+                    ylabel="fraction",
                     hlines=[(params.fail_fraction, pictures.RED, "fail")],
                 )
             )

@@ -172,6 +172,8 @@ class Illumination(SuiteMeasure):
             pictures.plot(
                 [(column_mean(s), pictures.WHITE, "s(j)")],
                 title="mean retinal intensity per A-scan (column)",
+                xlabel="A-scan",
+                ylabel="linear",
                 hlines=[(0.5 * med, pictures.RED, "half median")],
             )
         )
@@ -179,6 +181,8 @@ class Illumination(SuiteMeasure):
             pictures.plot(
                 [(sectors, pictures.CYAN, "sector SNR dB")],
                 title=f"SNR of {params.sectors} vertical sectors",
+                xlabel="sector, left to right",
+                ylabel="dB",
                 hlines=[
                     (
                         float(np.nanmedian(sectors)) - params.sector_deficit_fail_db,

@@ -166,13 +166,23 @@ class PathologyFlag(SuiteMeasure):
                 thresholds=(params.flag_fraction, params.flag_fraction),
             )
         n = t.shape[0]
-        k = int(np.argmax(abnormal.sum(axis=1))) if abnormal.any() else ctx.centre_index
-        panels = [
-            pictures.panel(
-                crop_to_retina(mark_disc(bscan_with_layers(ctx, k), ctx, k), ctx, k),
-                f"B-scan {k}: ILM (green) to BM (yellow)",
+        found = cavity & np.isfinite(t)
+        if found.any():
+            k = int(np.argmax(found.sum(axis=1)))
+        else:
+            k = int(np.argmax(abnormal.sum(axis=1))) if abnormal.any() else ctx.centre_index
+        rgb = mark_disc(bscan_with_layers(ctx, k), ctx, k)
+        title = f"B-scan {k}: ILM (green) to BM (yellow)"
+        cols = np.flatnonzero(found[k])
+        if cols.size:
+            # Marks only where a cystoid space was found: ticks above the ILM.
+            ilm_k = seg.ilm[k]
+            rgb = pictures.annotate(
+                rgb,
+                lines=[(j, ilm_k[j] - 14, j, ilm_k[j] - 5, pictures.RED) for j in cols],
             )
-        ]
+            title += "; cystoid spaces under the red ticks"
+        panels = [pictures.panel(crop_to_retina(rgb, ctx, k), title)]
         if n > 1:
             en = pictures.resize(
                 pictures.colormap(t, params.normal_min_um, params.normal_max_um), 320, 320
@@ -182,6 +192,8 @@ class PathologyFlag(SuiteMeasure):
             pictures.plot(
                 [(t[k], pictures.WHITE, "thickness µm")],
                 title=f"thickness along B-scan {k} against the normal band",
+                xlabel="A-scan",
+                ylabel="µm",
                 hlines=[
                     (params.normal_min_um, pictures.RED, "min"),
                     (params.normal_max_um, pictures.RED, "max"),

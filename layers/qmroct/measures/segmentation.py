@@ -27,6 +27,7 @@ from qmroct.metrics.plausibility import (
     order_violation_fraction,
     subilm_gap,
 )
+from qmroct.oct.model import ScanPattern
 
 LAYERS = ("ilm", "rnfl", "onl_top", "onl_bottom", "bm")
 
@@ -51,6 +52,20 @@ class SegmentationParams(BaseModel):
     gap_level: float = Field(0.15, ge=0, le=1, description="sub-ILM level that counts as a gap")
     subilm_warn: float = Field(0.01, ge=0, le=1, description="A-scans with a sub-ILM gap: warn")
     subilm_fail: float = Field(0.04, ge=0, le=1, description="A-scans with a sub-ILM gap: fail")
+    rnfl_max_jump_um: float = Field(
+        30.0, gt=0, le=1000, description="ring: RNFL lower-edge step between A-scans"
+    )
+    rnfl_jump_warn: float = Field(0.02, ge=0, le=1, description="ring: RNFL jump fraction, warn")
+    rnfl_jump_fail: float = Field(0.05, ge=0, le=1, description="ring: RNFL jump fraction, fail")
+    rnfl_floor_um: float = Field(
+        15.0,
+        gt=0,
+        le=200,
+        description="ring: a thinner RNFL is a missed boundary; even advanced glaucoma keeps "
+        "about 50 µm (the floor effect, Mwanza et al., IOVS 2015)",
+    )
+    rnfl_thin_warn: float = Field(0.05, ge=0, le=1, description="ring: thinner-than-floor, warn")
+    rnfl_thin_fail: float = Field(0.15, ge=0, le=1, description="ring: thinner-than-floor, fail")
     device_far_um: float = Field(15.0, gt=0, description="|ours - device| that counts as apart")
     device_warn_um: float = Field(10.0, gt=0, description="mean |ours - device| that warns")
     device_fail_um: float = Field(25.0, gt=0, description="mean |ours - device| that fails")
@@ -95,6 +110,23 @@ class SegmentationPlausibility(SuiteMeasure):
             "mean distance to the device's ILM/BM (worse of the two)",
         ),
         "confidence_mean": ("", "higher is better", "mean segmentation confidence"),
+        "rnfl_jump_fraction": (
+            "fraction",
+            "lower is better",
+            "ring scans: A-scan pairs whose RNFL lower edge steps more than rnfl_max_jump_um",
+        ),
+        "rnfl_thin_fraction": (
+            "fraction",
+            "lower is better",
+            "ring scans: A-scans with an RNFL thinner than rnfl_floor_um (a missed RNFL edge)",
+        ),
+        "device_ilm_px": ("px", "lower is better", "mean |ours - device| of the ILM (reported)"),
+        "device_rnfl_px": (
+            "px",
+            "lower is better",
+            "mean |ours - device| of the RNFL lower edge (reported; files with a device RNFL)",
+        ),
+        "device_bm_px": ("px", "lower is better", "mean |ours - device| of BM (reported)"),
         "disc_excluded_fraction": (
             "fraction",
             "",
@@ -123,6 +155,12 @@ class SegmentationPlausibility(SuiteMeasure):
             if theirs in device and device[theirs].shape == mine.shape
         ]
         dis_um = float(np.nanmax(dis)) if dis and np.isfinite(dis).any() else None
+        # Agreement per boundary in pixels, as the device's own boundaries are drawn.
+        agree = {
+            f"device_{name.lower()}_px": disagreement_px(outside_disc(ctx, mine), device[name])
+            for name, mine in (("ILM", s.ilm), ("RNFL", s.rnfl), ("BM", s.bm))
+            if name in device and device[name].shape == mine.shape
+        }
         apart = None
         if "ILM" in device and device["ILM"].shape == s.ilm.shape:
             both = np.isfinite(ilm) & np.isfinite(device["ILM"])
@@ -139,6 +177,18 @@ class SegmentationPlausibility(SuiteMeasure):
         gap_frac = (
             float(np.mean(gap_map[known] < params.gap_level)) if known.any() else float("nan")
         )
+        ring = ctx.scan.meta.pattern is ScanPattern.RING
+        rnfl_jumps = rnfl_thin = None
+        if ring:
+            # OSCAR-IB A was written for rings, where the RNFL is the layer measured: its lower
+            # edge must run continuously and stay above the thinnest RNFL an eye keeps.
+            rnfl = outside_disc(ctx, s.rnfl)
+            rnfl_jumps = jump_fraction(rnfl, params.rnfl_max_jump_um / axial)
+            thick = (rnfl - ilm) * axial
+            ok = np.isfinite(thick)
+            rnfl_thin = (
+                float(np.mean(thick[ok] < params.rnfl_floor_um)) if ok.any() else float("nan")
+            )
         values = {
             "gap_fraction": gaps,
             "order_violation_fraction": order,
@@ -148,6 +198,9 @@ class SegmentationPlausibility(SuiteMeasure):
             "subilm_gap_fraction": gap_frac,
             "device_disagreement_um": dis_um,
             "device_apart_fraction": apart,
+            "rnfl_jump_fraction": rnfl_jumps,
+            "rnfl_thin_fraction": rnfl_thin,
+            **agree,
             "confidence_mean": float(np.nanmean(s.confidence)),
             "disc_excluded_fraction": ctx.disc.fraction,
         }
@@ -211,6 +264,28 @@ class SegmentationPlausibility(SuiteMeasure):
                     unit=" µm",
                 )
             )
+        if ring:
+            gradings += [
+                grade(
+                    "A",
+                    "RNFL jumps",
+                    rnfl_jumps,
+                    graded_by="rnfl_jump_fraction",
+                    warn=params.rnfl_jump_warn,
+                    fail=params.rnfl_jump_fail,
+                    higher_is_better=False,
+                ),
+                grade(
+                    "A",
+                    f"RNFL thinner than {params.rnfl_floor_um:g} µm",
+                    rnfl_thin,
+                    graded_by="rnfl_thin_fraction",
+                    warn=params.rnfl_thin_warn,
+                    fail=params.rnfl_thin_fail,
+                    higher_is_better=False,
+                    source="Mwanza et al., IOVS 2015",
+                ),
+            ]
         # Show the B-scan with the weakest ILM edge: where a failure would be.
         gaps_per_b = np.nansum(gap_map < params.gap_level, axis=1)
         per_b = np.array(
@@ -243,7 +318,7 @@ class SegmentationPlausibility(SuiteMeasure):
         ]
         drawn = [
             (theirs, mine)
-            for theirs, mine in (("ILM", s.ilm), ("BM", s.bm))
+            for theirs, mine in (("ILM", s.ilm), ("RNFL", s.rnfl), ("BM", s.bm))
             if theirs in device and device[theirs].shape == mine.shape
         ]
         if drawn:
@@ -251,11 +326,15 @@ class SegmentationPlausibility(SuiteMeasure):
             for theirs, mine in drawn:
                 drgb = pictures.draw_rows(drgb, device[theirs][k], pictures.CYAN)
                 drgb = pictures.draw_rows(drgb, mine[k], pictures.GREEN)
-            names = " and ".join(theirs for theirs, _ in drawn)
+            names = ", ".join(
+                f"{theirs} {agree[f'device_{theirs.lower()}_px']:.1f} px"
+                for theirs, _ in drawn
+                if np.isfinite(agree.get(f"device_{theirs.lower()}_px", np.nan))
+            )
             panels.append(
                 pictures.panel(
                     crop_to_retina(drgb, ctx, k),
-                    f"{names}: ours (green) against the device's (cyan)",
+                    f"ours (green) against the device's (cyan), mean |difference|: {names}",
                 )
             )
         return Evaluation(

@@ -98,6 +98,8 @@ class Sharpness(SuiteMeasure):
                 pictures.plot(
                     [(widths, pictures.CYAN, "edge width µm")],
                     title="ILM edge width per sampled B-scan",
+                    xlabel="sampled B-scan",
+                    ylabel="µm",
                     hlines=[
                         (params.warn_um, pictures.YELLOW, "warn"),
                         (params.fail_um, pictures.RED, "fail"),

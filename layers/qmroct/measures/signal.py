@@ -200,6 +200,8 @@ class Signal(SuiteMeasure):
                 pictures.plot(
                     [(snrs, pictures.GREEN, "peak SNR dB")],
                     title="peak SNR per sampled B-scan",
+                    xlabel="sampled B-scan",
+                    ylabel="dB",
                     hlines=[
                         (params.peak_snr_warn_db, pictures.YELLOW, "warn"),
                         (params.peak_snr_fail_db, pictures.RED, "fail"),

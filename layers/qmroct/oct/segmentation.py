@@ -13,8 +13,15 @@ much it trusts itself:
 4. BM: the steepest fall under the lower of the EZ and RPE (either can be the brighter one).
 5. ONL bottom (ELM): the deepest strong rise 10..60 um above the EZ (the rise above the RPE).
 6. ONL top (OPL/ONL): the deepest strong fall between the ILM and the ONL bottom.
-7. RNFL lower boundary: the first strong fall in the 260 um under the ILM, above the ONL (at the
-   fovea, where there is no RNFL, this falls back to the ILM).
+7. RNFL lower boundary, on the image with vessel shadows lifted (a vessel attenuates everything
+   under it by one factor, measured on the RPE against its running median; shadow compensation
+   as in Girard et al., IOVS 2011) and averaged over ``LATERAL`` A-scans: the first strong fall
+   under the ILM, if the band under it has left the RNFL (it is at least a quarter of the way
+   from the RNFL's peak to the darkest inner level); else, inside a thick RNFL that fades into
+   the GCL without one strong edge (where a vessel's lower wall is the first strong fall), the
+   row where the profile has fallen half way to that dark level. Then it is snapped to the
+   steepest fall near the running median of its neighbours. At the fovea of macular scans,
+   where there is no RNFL, a weak edge falls back to the ILM; rings always have an RNFL.
 
 "Strong" is at least a set fraction of the strongest edge in the window: bands come in a known
 order, and the order names a boundary where "the strongest edge" would pick whichever
@@ -40,12 +47,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from qmroct.oct.model import IntensityScale, Scan
+from qmroct.oct.model import IntensityScale, Scan, ScanPattern
 
 BOUNDARIES: tuple[str, ...] = ("ilm", "rnfl", "onl_top", "onl_bottom", "bm")
 LATERAL = 11  # A-scans averaged for the weak inner edges (RNFL/GCL, OPL/ONL, ELM)
 RNFL_MAX_UM = 260.0  # deepest RNFL/GCL edge searched for (peripapillary RNFL, superior pole)
-RNFL_LEVEL = 0.5  # a fall this strong, relative to the strongest, can be the RNFL/GCL edge
 CONFIDENT_STEP = 6.0  # step heights of this many noise SDs and more give confidence 1
 _LOG_EPS = 2.44e-4  # the offset of eyepy's display map: keeps log(0) finite
 RPE_BELOW_UM = 60.0  # how far under the brightest outer row the RPE may still lie
@@ -56,6 +62,10 @@ ELM_BAND_UM = 8.0  # the thin, smooth ELM is re-found this close to its running 
 ELM_LEVEL = 0.5  # a rise this strong, relative to the strongest, can be the ELM
 ONL_TOP_LEVEL = 0.35  # a fall this strong, relative to the strongest, can be the OPL/ONL edge
 GUIDE_COLUMNS = 31  # A-scans of the running median that guides the boundary search
+RNFL_EDGE_LEVEL = 0.5  # a fall this strong, relative to the strongest, can be the RNFL/GCL edge
+RNFL_STEP = 0.25  # a fall that ends the RNFL leaves a band this far towards the dark level
+RNFL_HALF = 0.5  # the RNFL ends where its profile has fallen half way to the inner dark level
+SHADOW_COLUMNS = 61  # A-scans of the running median a vessel shadow is measured against
 
 
 @dataclass
@@ -219,6 +229,66 @@ def _guided(
     return rows
 
 
+def _shadow_compensated(x: np.ndarray, ilm_i: np.ndarray, rpe_i: np.ndarray) -> np.ndarray:
+    """The log image with vessel shadows lifted under the ILM (see the module docstring)."""
+    rpe = _at(x, rpe_i)
+    typical = ndimage.median_filter(rpe, size=(1, SHADOW_COLUMNS), mode="nearest")
+    deficit = np.minimum(rpe - typical, 0.0)
+    rows = np.arange(x.shape[1], dtype=np.int32)[None, :, None]
+    under = rows > (ilm_i + 1)[:, None, :]
+    return x - np.where(under, deficit[:, None, :], 0.0).astype(np.float32)
+
+
+def _rnfl_half_rows(
+    lat: np.ndarray, ilm_i: np.ndarray, hi: np.ndarray, onlt_i: np.ndarray
+) -> np.ndarray:
+    """First row under the RNFL's brightest row (searched above ``hi``) where the laterally
+    averaged profile ``lat`` has fallen ``RNFL_HALF`` of the way to the darkest level between
+    the ILM and the ONL top."""
+    h = lat.shape[1]
+    top = np.clip(ilm_i + 1, 0, h - 1)
+    g, lo = _window(lat, top, np.maximum(onlt_i, top + 2))
+    valid = np.isfinite(g)
+    span = max(2, int((hi - top).max()))
+    peak_i = np.argmax(np.where(valid, g, -np.inf)[:, :span, :], axis=1)
+    peak = np.take_along_axis(g, peak_i[:, None, :], 1)
+    dark = np.where(valid, g, np.inf).min(axis=1, keepdims=True)
+    level = peak - RNFL_HALF * (peak - dark)
+    idx = np.arange(g.shape[1])[None, :, None]
+    fallen = valid & (idx > peak_i[:, None, :]) & (g <= level)
+    first = np.where(fallen.any(axis=1), fallen.argmax(axis=1), peak_i)
+    return np.minimum(lo + first.astype(np.int32), np.maximum(hi - 1, lo))
+
+
+def _rnfl_rows(
+    lat: np.ndarray,
+    fall: np.ndarray,
+    ilm_i: np.ndarray,
+    hi: np.ndarray,
+    onlt_i: np.ndarray,
+    below: int,
+) -> np.ndarray:
+    """The first strong fall under the ILM where it ends the RNFL, else the half-way row.
+
+    The first fall at least ``RNFL_EDGE_LEVEL`` of the strongest is the RNFL/GCL edge of a thin
+    or a sharp RNFL, provided the band ``below`` rows under it is at least ``RNFL_STEP`` of the
+    way from the RNFL's peak to the inner dark level (it has left the RNFL). A fall that leaves
+    the band nearly as bright lies inside a thick RNFL (a vessel's lower wall): there the
+    half-way row of :func:`_rnfl_half_rows` is taken.
+    """
+    first = _strong_row(fall, ilm_i + 1, hi, frac=RNFL_EDGE_LEVEL, deepest=False)
+    half = _rnfl_half_rows(lat, ilm_i, hi, onlt_i)
+    h = lat.shape[1]
+    top = np.clip(ilm_i + 1, 0, h - 1)
+    g, _ = _window(lat, top, np.maximum(onlt_i, top + 2))
+    valid = np.isfinite(g)
+    peak = np.where(valid, g, -np.inf).max(axis=1)
+    dark = np.where(valid, g, np.inf).min(axis=1)
+    under = np.mean([_at(lat, first + 1 + k) for k in range(below)], axis=0)
+    left = (peak - under) >= RNFL_STEP * (peak - dark)
+    return np.where(left, first, half).astype(np.int32)
+
+
 def segment(scan: Scan) -> Segmentation:
     """Segment every B-scan of ``scan``; see the module docstring for the method."""
     n, h, w = scan.shape
@@ -286,14 +356,20 @@ def segment(scan: Scan) -> Segmentation:
     # The window stops short of the OPL/ONL fall, which at the fovea would pose as the RNFL;
     # around the disc the RNFL is up to ~250 um thick.
     rnfl_hi = np.maximum(np.minimum(ilm_i + int(round(RNFL_MAX_UM / um)), onlt_i - 1), ilm_i + 2)
-    # The RNFL/GCL fall is the first strong fall under the ILM; the IPL/INL fall below it can
-    # be as strong.
-    rnfl_i = _strong_row(fall, ilm_i + 1, rnfl_hi, frac=RNFL_LEVEL, deepest=False)
-    rnfl_i = _guided(fall, rnfl_i, max(2, int(round(20.0 / um))), ilm_i + 1, rnfl_hi)
-    rnfl = _refine(fall, rnfl_i) + 0.5
-    rnfl_edge = _at(fall, rnfl_i)
-    # No RNFL (the fovea): a weak fall right under the ILM is noise, not a boundary.
-    rnfl = np.where(rnfl_edge > 0.1 * np.abs(ilm_edge), rnfl, ilm).astype(np.float32)
+    # The RNFL/GCL edge on the shadow-lifted image, laterally averaged like the other weak edges.
+    xc = _shadow_compensated(x, ilm_i, rpe_i)
+    lat_c = ndimage.uniform_filter1d(xc, size=LATERAL, axis=2, mode="nearest")
+    fall_c = np.empty_like(lat_c)
+    fall_c[:, :-1, :] = lat_c[:, :-1, :] - lat_c[:, 1:, :]
+    fall_c[:, -1, :] = 0
+    rnfl_i = _rnfl_rows(lat_c, fall_c, ilm_i, rnfl_hi, onlt_i, max(2, int(round(10.0 / um))))
+    rnfl_i = _guided(fall_c, rnfl_i, max(2, int(round(20.0 / um))), ilm_i + 1, rnfl_hi)
+    rnfl = _refine(fall_c, rnfl_i) + 0.5
+    if scan.meta.pattern is not ScanPattern.RING:
+        # No RNFL (the fovea): a weak fall right under the ILM is noise, not a boundary. Rings
+        # around the disc always have one.
+        rnfl = np.where(_at(fall_c, rnfl_i) > 0.1 * np.abs(ilm_edge), rnfl, ilm)
+    rnfl = rnfl.astype(np.float32)
 
     # Confidence: step heights at ILM and BM against the vitreous noise of the smoothed image.
     step = max(2, int(round(15.0 / um)))
