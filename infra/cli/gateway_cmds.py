@@ -146,23 +146,66 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
 
     @gateway.command("dicom")
     @click.option("--port", default=11112, show_default=True)
-    @click.option("--host", default="0.0.0.0", show_default=True)
-    @click.option("--ae-title", default="QMROCT", show_default=True)
+    @click.option(
+        "--host", default="127.0.0.1", show_default=True, help="address to listen on"
+    )
+    @click.option("--ae-title", default="QMROCT", show_default=True, help="our (called) AE title")
+    @click.option(
+        "--calling-ae",
+        "calling_aes",
+        multiple=True,
+        envvar="QMROCT_GATEWAY_CALLING_AES",
+        help="a device AE title to accept (repeat; or space-separated in the variable)",
+    )
+    @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None)
+    @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None)
+    @click.option(
+        "--tls-ca",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="CA that signs device certificates (then every device must present one)",
+    )
     @project_opt
     @compress_opt
     def dicom_cmd(
-        port: int, host: str, ae_title: str, project: str | None, compress: str | None
+        port: int,
+        host: str,
+        ae_title: str,
+        calling_aes: tuple[str, ...],
+        tls_cert: str | None,
+        tls_key: str | None,
+        tls_ca: str | None,
+        project: str | None,
+        compress: str | None,
     ) -> None:
-        """Run a DICOM C-STORE SCP for ophthalmic tomography and photography."""
-        from qmroct.gateway.dicom_scp import StoreSCP
+        """Run a DICOM C-STORE SCP for ophthalmic tomography and photography.
 
+        Closed by default: loopback only, the called AE title must be ours, only the calling
+        AE titles given are accepted, TLS with --tls-cert and --tls-key.
+        """
+        from qmroct.gateway.dicom_scp import StoreSCP, tls_context
+
+        if bool(tls_cert) != bool(tls_key):
+            raise click.UsageError("--tls-cert and --tls-key go together")
         settings = load_settings()
-        scp = StoreSCP(
-            _uploader(settings, project, compress), _home(settings) / "spool", ae_title=ae_title
-        )
-        click.echo(f"C-STORE SCP {ae_title} on {host}:{port}; Ctrl-C to stop", err=True)
+        titles = [t for value in calling_aes for t in value.split()]
         try:
-            scp.start(host, port, block=True)
+            scp = StoreSCP(
+                _uploader(settings, project, compress),
+                _home(settings) / "spool",
+                ae_title=ae_title,
+                calling_aes=titles,
+            )
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from exc
+        ctx = tls_context(tls_cert, tls_key, tls_ca) if tls_cert and tls_key else None
+        click.echo(
+            f"C-STORE SCP {ae_title} on {host}:{port}{' (TLS)' if ctx else ''} for "
+            f"{', '.join(titles)}; Ctrl-C to stop",
+            err=True,
+        )
+        try:
+            scp.start(host, port, block=True, ssl_context=ctx)
         except KeyboardInterrupt:
             scp.stop()
 

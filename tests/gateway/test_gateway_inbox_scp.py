@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pydicom
+import pytest
 from gateway_fixtures import identified_dicom
 from qmroct.gateway.dicom_scp import STATUS_CANNOT_UNDERSTAND, StoreSCP
 from qmroct.gateway.inbox import InboxWatcher
@@ -94,8 +95,8 @@ def test_dicom_c_store(minio_store, gateway_home, tmp_path: Path) -> None:  # no
 
     pseudonyms, state = gateway_home
     up = Uploader(minio_store, pseudonyms, state, project="p1", bucket=minio_store.test_bucket)
-    scp = StoreSCP(up, tmp_path / "spool")
-    scp.start("127.0.0.1", 0)
+    scp = StoreSCP(up, tmp_path / "spool", calling_aes=["OCT_DEVICE"])
+    scp.start(port=0)
     try:
         scu = AE(ae_title="OCT_DEVICE")
         scu.add_requested_context(OphthalmicTomographyImageStorage, "1.2.840.10008.1.2.1")
@@ -128,3 +129,86 @@ def test_hostile_names_in_inbox(
     clock.now = 5
     (outcome,) = watcher.poll()
     assert outcome.status == "uploaded", outcome.reason
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qmroct-test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_dicom_scp_doors_closed_by_default(local_store, gateway_home, tmp_path: Path) -> None:  # noqa: ANN001
+    import ssl
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import OphthalmicTomographyImageStorage
+    from qmroct.errors import ConfigError
+    from qmroct.gateway.dicom_scp import tls_context
+
+    pseudonyms, state = gateway_home
+    up = Uploader(local_store, pseudonyms, state, project="p1", bucket=local_store.test_bucket)
+    with pytest.raises(ConfigError, match="no calling AE"):
+        StoreSCP(up, tmp_path / "spool", calling_aes=[])
+    cert, key = _self_signed(tmp_path)
+    scp = StoreSCP(up, tmp_path / "spool", calling_aes=["OCT_DEVICE"])
+    server = scp.start(port=0, ssl_context=tls_context(cert, key, ca=cert))
+    try:
+        assert server.server_address[0] == "127.0.0.1"  # loopback unless told otherwise
+
+        def associate(calling: str, called: str, tls: bool = True, client_cert: bool = True):  # noqa: ANN202
+            scu = AE(ae_title=calling)
+            scu.acse_timeout = scu.network_timeout = 5
+            scu.add_requested_context(OphthalmicTomographyImageStorage, "1.2.840.10008.1.2.1")
+            ctx = None
+            if tls:
+                ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+                if client_cert:
+                    ctx.load_cert_chain(str(cert), str(key))
+            args = (ctx, "127.0.0.1") if ctx else None
+            assoc = scu.associate("127.0.0.1", scp.port, ae_title=called, tls_args=args)
+            established = assoc.is_established
+            if established:
+                assoc.release()
+            return established
+
+        assert associate("OCT_DEVICE", "QMROCT")
+        assert not associate("OCT_DEVICE", "SOMEONE_ELSE")  # wrong called AE
+        assert not associate("INTRUDER", "QMROCT")  # calling AE not configured
+        assert not associate("OCT_DEVICE", "QMROCT", tls=False)  # plain TCP to a TLS port
+        assert not associate("OCT_DEVICE", "QMROCT", client_cert=False)  # no client certificate
+    finally:
+        scp.stop()
