@@ -194,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
         except _Reply as r:
             self._error(r.status, r.code, r.message)
         except SignatureError as exc:
-            self._error(403, exc.code, exc.message)
+            self._error(exc.status, exc.code, exc.message)
         except Exception as exc:  # every failure becomes a typed S3 error, never a crash
             for cls, status, code in _ERRORS:
                 if isinstance(exc, cls):
@@ -232,6 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
             key=key,
             query=query,
             content_type=ctype,
+            meta_headers=self._meta_headers(),
         )
         if self.command == "GET":
             version_id = query.get("versionId") or None

@@ -125,6 +125,38 @@ def test_presigned_put_needs_the_signed_content_type(seeded) -> None:
     assert requests.get(url).status_code == 403
 
 
+def test_presigned_put_signs_the_metadata_it_allows(seeded) -> None:
+    _, client, _, _ = seeded
+    key = "ab/signal/1/values.json"
+    bare = client.presign_put("oct-results", key, content_type="application/json")
+    # Unsigned user metadata is refused as MinIO refuses it (ErrUnsignedHeaders, 400).
+    resp = requests.put(
+        bare,
+        data=b"{}",
+        headers={"Content-Type": "application/json", "x-amz-meta-sha256": "forged"},
+    )
+    assert resp.status_code == 400 and "not signed" in resp.text
+    url = client.presign_put(
+        "oct-results", key, content_type="application/json", metadata={"sha256": "abc"}
+    )
+    assert "X-Qmroct-SignedHeaders=x-amz-meta-sha256" in url
+    for headers, status in (
+        ({"x-amz-meta-sha256": "forged"}, 403),  # a signed header with another value
+        ({}, 403),  # a signed header left out
+        ({"x-amz-meta-sha256": "abc", "x-amz-meta-extra": "1"}, 400),  # one more, unsigned
+    ):
+        resp = requests.put(
+            url, data=b"{}", headers={"Content-Type": "application/json", **headers}
+        )
+        assert resp.status_code == status, (headers, resp.text)
+    assert not client.exists("oct-results", key)
+    resp = requests.put(
+        url, data=b"{}", headers={"Content-Type": "application/json", "X-Amz-Meta-Sha256": "abc"}
+    )
+    assert resp.status_code == 200, resp.text
+    assert client.stat("oct-results", key).metadata == {"sha256": "abc"}
+
+
 def test_api_refuses_wrong_credentials(seeded) -> None:
     srv, client, _, _ = seeded
     wrong_secret = LocalStoreClient(srv.endpoint, srv.access_key, "not-the-secret")

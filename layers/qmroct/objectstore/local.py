@@ -254,8 +254,10 @@ class LocalStoreClient:
         *,
         expires: timedelta = timedelta(hours=1),
         content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
     ) -> str:
-        """A PUT URL for this key; the uploader must send exactly ``content_type``."""
+        """A PUT URL for this key; the uploader must send exactly ``content_type`` and exactly
+        the ``metadata`` signed here (any other ``x-amz-meta-*`` header is refused)."""
         self._check(bucket, key)
         return presign(
             self.endpoint,
@@ -266,6 +268,7 @@ class LocalStoreClient:
             key,
             expires=expires,
             content_type=content_type,
+            metadata=metadata,
         )
 
     # ---- multipart ---------------------------------------------------------------------

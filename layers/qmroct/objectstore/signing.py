@@ -6,9 +6,14 @@ Two kinds:
   seven days, as S3 presigned URLs do. The string to sign is::
 
       QMROCT-HMAC-SHA256 \\n METHOD \\n bucket \\n key \\n versionId \\n content-type (PUT)
-      \\n access key \\n date (epoch s) \\n expires (s)
+      \\n access key \\n date (epoch s) \\n expires (s) \\n signed metadata (PUT)
 
-  The signature, credential, date and expiry travel in the query string.
+  The signature, credential, date and expiry travel in the query string. A PUT URL may allow
+  user metadata: the header names go in ``X-Qmroct-SignedHeaders`` and their values are signed,
+  so the uploader must send exactly them. Any ``x-amz-meta-*`` header not signed is refused, as
+  MinIO refuses it (``checkMetaHeaders`` in minio/minio cmd/signature-v4-utils.go answers
+  ``ErrUnsignedHeaders``: 400 AccessDenied "There were headers present in the request which
+  were not signed"), and a signed one whose value differs fails the signature.
 - **Signed requests** from trusted clients (the API): method, raw path, sorted query, date and
   the SHA-256 of the body, carried in headers.
 """
@@ -30,6 +35,8 @@ Q_CRED = "X-Qmroct-Credential"
 Q_DATE = "X-Qmroct-Date"
 Q_EXPIRES = "X-Qmroct-Expires"
 Q_SIG = "X-Qmroct-Signature"
+Q_SIGNED = "X-Qmroct-SignedHeaders"
+META_PREFIX = "x-amz-meta-"
 H_DATE = "X-Qmroct-Date"
 H_SHA = "X-Qmroct-Content-Sha256"
 
@@ -37,9 +44,10 @@ H_SHA = "X-Qmroct-Content-Sha256"
 class SignatureError(Exception):
     """A signature or expiry check failed. ``code`` is the S3 error code to answer with."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, status: int = 403) -> None:
         self.code = code
         self.message = message
+        self.status = status
         super().__init__(f"{code}: {message}")
 
 
@@ -61,6 +69,7 @@ def _presign_string(
     access_key: str,
     date: int,
     expires: int,
+    signed_meta: str = "",
 ) -> str:
     return "\n".join(
         [
@@ -73,8 +82,21 @@ def _presign_string(
             access_key,
             str(date),
             str(expires),
+            signed_meta,
         ]
     )
+
+
+def _meta(headers: dict[str, str] | None) -> dict[str, str]:
+    """``x-amz-meta-<name>`` (lower-case) -> value, from names given with or without it."""
+    return {
+        f"{META_PREFIX}{k.lower().removeprefix(META_PREFIX)}": v for k, v in (headers or {}).items()
+    }
+
+
+def _meta_block(names: list[str], values: dict[str, str]) -> str:
+    """The signed metadata as canonical ``name:value`` lines (names sorted)."""
+    return "\n".join(f"{name}:{values.get(name, '').strip()}" for name in names)
 
 
 def presign(
@@ -88,18 +110,34 @@ def presign(
     expires: timedelta,
     version_id: str | None = None,
     content_type: str = "",
+    metadata: dict[str, str] | None = None,
     now: float | None = None,
 ) -> str:
-    """A URL that allows ``method`` on this one object until ``now + expires``."""
+    """A URL that allows ``method`` on this one object until ``now + expires``; for a PUT,
+    with exactly the user ``metadata`` given (names with or without ``x-amz-meta-``)."""
     seconds = int(expires.total_seconds())
     if seconds < 1 or expires > MAX_EXPIRY:
         raise ValueError(f"expiry must be between 1 s and 7 days, got {expires}")
     method = method.upper()
     date = int(time.time() if now is None else now)
     ctype = content_type if method == "PUT" else ""
+    meta = _meta(metadata)
+    if meta and method != "PUT":
+        raise ValueError("only a PUT URL can carry metadata")
+    names = sorted(meta)
     sig = _hmac(
         secret_key,
-        _presign_string(method, bucket, key, version_id or "", ctype, access_key, date, seconds),
+        _presign_string(
+            method,
+            bucket,
+            key,
+            version_id or "",
+            ctype,
+            access_key,
+            date,
+            seconds,
+            _meta_block(names, meta),
+        ),
     )
     query = [
         (Q_ALG, ALGORITHM),
@@ -109,6 +147,8 @@ def presign(
     ]
     if version_id:
         query.append(("versionId", version_id))
+    if names:
+        query.append((Q_SIGNED, ";".join(names)))
     query.append((Q_SIG, sig))
     return f"{endpoint.rstrip('/')}{object_path(bucket, key)}?{urlencode(query)}"
 
@@ -126,10 +166,14 @@ def verify_presigned(
     key: str,
     query: dict[str, str],
     content_type: str,
+    meta_headers: dict[str, str] | None = None,
     now: float | None = None,
 ) -> None:
     """Raise :class:`SignatureError` unless the query is a valid, unexpired signature for
-    exactly this method, object, version and (for PUT) content type."""
+    exactly this method, object, version and (for PUT) content type and user metadata.
+
+    ``meta_headers`` are the request's ``x-amz-meta-*`` headers (names with or without the
+    prefix)."""
     now = time.time() if now is None else now
     if query.get(Q_ALG) != ALGORITHM:
         raise SignatureError("AccessDenied", "unsupported or missing signature algorithm")
@@ -144,17 +188,36 @@ def verify_presigned(
         raise SignatureError("AccessDenied", "expiry must be between 1 s and 7 days")
     if date > now + CLOCK_SKEW_S:
         raise SignatureError("AccessDenied", "request is signed in the future")
+    sent = _meta(meta_headers)
+    names = sorted(n for n in query.get(Q_SIGNED, "").split(";") if n)
+    if any(not n.startswith(META_PREFIX) for n in names):
+        raise SignatureError("AccessDenied", "only x-amz-meta-* headers are signed")
+    if set(sent) - set(names):
+        # minio/minio cmd/signature-v4-utils.go checkMetaHeaders -> ErrUnsignedHeaders (400).
+        raise SignatureError(
+            "AccessDenied",
+            "There were headers present in the request which were not signed",
+            status=400,
+        )
     ctype = content_type if method == "PUT" else ""
     expected = _hmac(
         secret_key,
         _presign_string(
-            method, bucket, key, query.get("versionId", ""), ctype, access_key, date, seconds
+            method,
+            bucket,
+            key,
+            query.get("versionId", ""),
+            ctype,
+            access_key,
+            date,
+            seconds,
+            _meta_block(names, sent),
         ),
     )
     if not hmac.compare_digest(expected, query.get(Q_SIG, "")):
         raise SignatureError(
             "SignatureDoesNotMatch",
-            "the signature does not match this method, object, version or content type",
+            "the signature does not match this method, object, version, content type or metadata",
         )
     # Checked after the signature, so a tampered expiry reads as a bad signature.
     if now > date + seconds:
