@@ -333,3 +333,33 @@ def test_vol_exam_time_and_visit_date_do_not_survive(
     assert result.data[88:96] == b"\0" * 8 and result.data[200:208] == b"\0" * 8
     assert exam_time not in result.data[:2048]
     assert read_scan(result.data, name="out.vol").meta.acquisition_date is None
+
+
+def _e2e_chunk(kind: int, body: bytes) -> bytes:
+    header = bytearray(60)
+    header[0:8] = b"MDbData\0"
+    struct.pack_into("<I", header, 24, len(body))
+    struct.pack_into("<I", header, 52, kind)
+    return bytes(header) + body
+
+
+def test_e2e_timestamps_and_diagnosis_do_not_survive(pseudonyms: PseudonymStore) -> None:
+    stamp = struct.pack("<Q", 132_650_000_000_000_000)  # a FILETIME in 2021
+    patient = bytearray(131)
+    patient[0:10] = b"Quorvexian"
+    patient[102:114] = b"PAT-Quorvex7"
+    exam = b"\x11" * 16 + stamp
+    bscan_meta = b"\x22" * 88 + stamp + b"\x33" * 8
+    diagnosis = b"glaucoma, Quorvex family\0\0\0"
+    data = b"CMDb" + bytes(96) + b"".join(
+        [
+            _e2e_chunk(9, bytes(patient)),
+            _e2e_chunk(10005, exam),
+            _e2e_chunk(10004, bscan_meta),
+            _e2e_chunk(17, diagnosis),
+        ]
+    )
+    result = deidentify(data, pseudonyms, name="synthetic.e2e")
+    assert len(result.data) == len(data)
+    assert stamp not in result.data and b"Quorvex" not in result.data
+    assert b"\x11" * 16 in result.data and b"\x22" * 88 in result.data  # the rest stays

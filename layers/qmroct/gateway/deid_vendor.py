@@ -5,7 +5,8 @@ by pseudonyms of the same width, so every byte offset stays where the readers ex
   VisitID are pseudonymised or zeroed, DOB (float64 OLE date at offset 164) keeps only its year,
   ExamTime and VisitDate are zeroed (as the DICOM path empties Study Date).
 - Heidelberg ``.e2e``: every patient chunk (type 9: first name, surname, title, birth date,
-  sex, patient id) has its names zeroed, its id pseudonymised and its birth date cut to the year.
+  sex, patient id) has its names zeroed, its id pseudonymised and its birth date cut to the year;
+  examination, B-scan acquisition and localizer timestamps are zeroed, diagnosis text too.
 - Topcon ``.fda``/``.fds``: ``@PATIENT_INFO_02`` gets a pseudonymised id, zeroed names, the
   birth year only and everything after the birth date zeroed; the capture date keeps its year
   and the capture label is zeroed; ``@PATIENT_INFO``,
@@ -125,6 +126,23 @@ def _e2e_year(value: int) -> int:
     return int((date(year, 1, 1).toordinal() + _JDN_OFFSET + 14558805) * 64)
 
 
+# Chunk type -> (offset, length) of an 8-byte FILETIME in its body, after eyepy's E2E format
+# (eyepy/io/he/e2e_format.py): 10005 examination time (Type10005.examination_time, at 16),
+# 10004 B-scan metadata (Type10004.acquisitionTime, at 88), 10025 localizer (windate, at 24).
+_E2E_DATES = {10005: 16, 10004: 88, 10025: 24}
+_E2E_DIAGNOSIS = 17  # free text the clinic typed: zeroed whole
+
+
+def _e2e_clear_dates(buf: bytearray, body: int, kind: int, size: int) -> None:
+    """Zero the chunk's timestamps, as the DICOM path empties Study Date and Acquisition Time."""
+    end = min(body + size, len(buf))
+    at = _E2E_DATES.get(kind)
+    if at is not None and body + at + 8 <= end:
+        _put(buf, body + at, b"\0" * 8)
+    elif kind == _E2E_DIAGNOSIS and end > body:
+        _put(buf, body, b"\0" * (end - body))
+
+
 def deidentify_e2e(data: bytes, pseudonyms: PseudonymStore, *, name: str = "<bytes>") -> DeidResult:
     if not data.startswith(b"CMDb"):
         raise UnsupportedFormat(name, data[:16])
@@ -144,6 +162,7 @@ def deidentify_e2e(data: bytes, pseudonyms: PseudonymStore, *, name: str = "<byt
         (kind,) = struct.unpack_from("<I", buf, offset + 52)
         db_ids.add(patient_db)
         studies.add(study)
+        _e2e_clear_dates(buf, offset + _E2E_CHUNK_HEADER, kind, size)
         if kind != _E2E_PATIENT or size < 127 or offset + _E2E_CHUNK_HEADER + 127 > len(buf):
             continue
         body = offset + _E2E_CHUNK_HEADER
@@ -176,7 +195,10 @@ def deidentify_e2e(data: bytes, pseudonyms: PseudonymStore, *, name: str = "<byt
         format="heyex_e2e",
         ext="e2e",
         identity=identity,
-        changes=[f"{len(patients)} patient chunk(s): names zeroed, id pseudonym, birth year"],
+        changes=[
+            f"{len(patients)} patient chunk(s): names zeroed, id pseudonym, birth year",
+            "examination, acquisition and localizer times: 0; diagnosis text: zeroed",
+        ],
     )
 
 
