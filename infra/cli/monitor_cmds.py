@@ -175,6 +175,108 @@ def monitor_report(csv_path: Path, spans_path: Path | None, out_dir: Path, title
     click.echo(f"report: {out_dir / 'report.html'}")
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: expected numbers like 1,2,4") from exc
+    if not values or min(values) < 1 or max(values) > 64:
+        raise click.BadParameter(f"{text!r}: between 1 and 64 users")
+    return values
+
+
+@click.command("replay")
+@click.option(
+    "--users",
+    default="1,2,4",
+    show_default=True,
+    help="numbers of concurrent users to test, comma-separated (1 is always run)",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    help="sessions per user and setting",
+)
+@click.option(
+    "--profiles",
+    default="lan,vpn,wan",
+    show_default=True,
+    help="network profiles for the single-user runs: lan, vpn, wan or "
+    "NAME:DELAY_MS:JITTER_MS:RATE_MBIT; the first also carries the concurrent runs",
+)
+@click.option(
+    "--planned",
+    type=click.IntRange(1, 10_000),
+    default=10,
+    show_default=True,
+    help="the concurrent users the deployment is planned for",
+)
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="a folder with `qmroct demo` data to serve (default: run the demo first)",
+)
+@click.option(
+    "--scans",
+    type=click.IntRange(2, 50),
+    default=4,
+    show_default=True,
+    help="scans for the demo run when --home has none",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build/replay"),
+    show_default=True,
+    help="folder for replay.json, report.html and the server's time series",
+)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def bench_replay(
+    users: str,
+    repeats: int,
+    profiles: str,
+    planned: int,
+    home: Path | None,
+    scans: int,
+    out_dir: Path,
+    as_json: bool,
+) -> None:
+    """Replay researcher and radiologist sessions in headless Chromium against the web view.
+
+    A researcher logs in, filters and searches, downloads the selection and logs out; a
+    radiologist logs in, filters, opens the viewer, changes scan, plays and stops. Prints per
+    user action the duration (p50, p95), the web server's CPU (average and peak) and memory,
+    and the bytes each way, under each network profile; then the capacity factor: the number of
+    concurrent users at which some action's p95 exceeds twice its single-user p95, divided by
+    --planned. Needs Debian's chromium and chromium-driver.
+    """
+    from qmroct.replay.bench import run_replay
+
+    def say(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    figures = run_replay(
+        users=_int_list(users),
+        repeats=repeats,
+        profiles=[p.strip() for p in profiles.split(",") if p.strip()],
+        planned=planned,
+        home=home,
+        scans=scans,
+        out_dir=out_dir,
+        progress=say,
+    )
+    if as_json:
+        click.echo(figures.model_dump_json(indent=2))
+    else:
+        click.echo("\n".join(figures.lines()))
+    sys.exit(1 if figures.failures else 0)
+
+
 def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
     """Add this module's commands to the ``qmroct`` command tree."""
     cli.add_command(monitor)
+    groups["bench"].add_command(bench_replay)

@@ -1,11 +1,12 @@
 """Network profiles for the replay benchmark, and the ways to impose them.
 
-The preferred way is the kernel's: a network namespace that the benchmark creates, a veth pair
-into it, and ``tc qdisc ... netem delay D J rate R`` on the link (tc-netem(8)); the browser then
-runs inside the namespace. Some kernels ship without the netem scheduler ("Specified qdisc kind
-is unknown"); there the benchmark says so and shapes in user space instead: a TCP relay on
-loopback that holds each chunk for the delay plus a jitter draw and serialises it at the
-profile's rate, keeping the byte order as TCP would. The report names which way was used.
+The kernel's way is ``tc qdisc ... netem delay D J rate R`` (tc-netem(8)) on a veth pair into
+a network namespace. Kernels built without the netem scheduler answer "Specified qdisc kind is
+unknown" (this project's 2-core CI machines among them), so the benchmark shapes in user space:
+every browser connection goes through a TCP relay on loopback that holds each chunk for the
+delay plus a jitter draw and serialises it at the profile's rate, keeping the byte order as TCP
+would, and counts the bytes each way. :func:`netem_available` tells whether the kernel could do
+it; the benchmark's output says what it found and that the relay did the shaping.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class ShapingRelay:
         self.port = self._sock.getsockname()[1]
         self._closed = False
         self._thread = threading.Thread(target=self._accept, daemon=True)
+        # Bytes carried so far: "up" from the browser to the server, "down" back.
+        self.bytes = {"up": 0, "down": 0}
 
     def start(self) -> ShapingRelay:
         self._thread.start()
@@ -130,8 +133,8 @@ class ShapingRelay:
                 continue
             upstream.settimeout(None)
             done = threading.Semaphore(0)
-            for src, dst in ((client, upstream), (upstream, client)):
-                self._pipe(src, dst, done)
+            for src, dst, way in ((client, upstream, "up"), (upstream, client, "down")):
+                self._pipe(src, dst, done, way)
             threading.Thread(target=self._reap, args=(client, upstream, done), daemon=True).start()
 
     @staticmethod
@@ -141,7 +144,9 @@ class ShapingRelay:
         a.close()
         b.close()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, done: threading.Semaphore) -> None:
+    def _pipe(
+        self, src: socket.socket, dst: socket.socket, done: threading.Semaphore, way: str
+    ) -> None:
         queue: deque[tuple[float, bytes]] = deque()
         cond = threading.Condition()
         state = {"free_at": 0.0, "last_release": 0.0, "eof": False}
@@ -153,6 +158,8 @@ class ShapingRelay:
                     data = src.recv(self.CHUNK)
                     if not data:
                         break
+                    with self._lock:
+                        self.bytes[way] += len(data)
                     now = time.monotonic()
                     free_at = max(state["free_at"], now) + len(data) / bytes_per_s
                     state["free_at"] = free_at
