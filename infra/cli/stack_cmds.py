@@ -262,9 +262,37 @@ def bench_paper(as_json: bool, cap: int, scans: int, monitor_dir: Path | None) -
     sys.exit(1 if figures.failed else 0)
 
 
+@click.command("compare")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="pool workers, and the pipeline's cap",
+)
+@click.option("--scans", type=click.IntRange(1, 100), default=12, show_default=True)
+def bench_compare(as_json: bool, processes: int, scans: int) -> None:
+    """The pipeline against a plain process pool on the paper workload, on the same cores.
+
+    Runs a multiprocessing.Pool calling every measure on each file, then the whole pipeline on
+    the same files; prints both wall times, both CPU totals (every process each started) and
+    overhead_ratio = pipeline CPU / pool CPU.
+    """
+    from qmroct.embedded.compare import run_compare
+
+    figures = run_compare(processes=processes, scans=scans, progress=_progress)
+    if as_json:
+        click.echo(figures.model_dump_json(indent=2))
+    else:
+        click.echo("\n".join(figures.lines()))
+    sys.exit(1 if figures.failed else 0)
+
+
 def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
     """Add this module's commands to the ``qmroct`` command tree."""
     groups["bench"].add_command(bench_paper)
+    groups["bench"].add_command(bench_compare)
     cli.add_command(demo)
     cli.add_command(up)
     cli.add_command(status)

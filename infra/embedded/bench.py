@@ -6,6 +6,8 @@ virtual machines in 880 s. Ours runs the whole suite on this machine's cores.
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -84,12 +86,18 @@ class BenchStack:
 def bench_stack(*, scans: int, cap: int, home: Path | None = None) -> Iterator[BenchStack]:
     """An embedded stack with ``scans`` small line scans stored and catalogued, no measure
     published yet, and the scheduler bound to ``cap``."""
+    owned = home is None
     home = home or Path(tempfile.mkdtemp(prefix="qmroct-bench-"))
-    with EmbeddedStack(home, StackOptions(cap=cap, alarm_interval_s=1.0)) as stack:
-        files = _write_phantoms(home / "inbox", scans, pattern="line", size="small")
-        _uploader(stack, "BENCH").upload_paths(files, workers=2)
-        _wait_catalogued(stack, scans, timeout_s=120 + scans)
-        yield BenchStack(stack)
+    try:
+        with EmbeddedStack(home, StackOptions(cap=cap, alarm_interval_s=1.0)) as stack:
+            files = _write_phantoms(home / "inbox", scans, pattern="line", size="small")
+            _uploader(stack, "BENCH").upload_paths(files, workers=2)
+            _wait_catalogued(stack, scans, timeout_s=120 + scans)
+            yield BenchStack(stack)
+    finally:
+        # A bench home holds every scan, result and activation record: hundreds of MB.
+        if owned:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 class PaperFigures(BaseModel):
@@ -103,6 +111,8 @@ class PaperFigures(BaseModel):
     upload_mb_per_s: float
     failed: int
     cap: int
+    cpu_s: float = 0.0
+    load_avg: tuple[float, float, float] = (0.0, 0.0, 0.0)
     paper_upload_s: float = PAPER_UPLOAD_S
     paper_quality_s: float = PAPER_QA_S
     paper_end_to_end_s: float = PAPER_UPLOAD_S + PAPER_QA_S
@@ -123,8 +133,16 @@ class PaperFigures(BaseModel):
             f"quality       {self.quality_s:.1f} s after the last upload   paper: {PAPER_QA_S:.0f} s (3 measures, 4 VMs)",
             f"end to end    {self.end_to_end_s:.1f} s   paper: {PAPER_UPLOAD_S + PAPER_QA_S:.0f} s   "
             f"speed-up x{self.speedup:.0f}; target < {self.target_s:.0f} s: {ok}",
+            f"cpu           {self.cpu_s:.1f} s (this process and every container)",
+            f"load average  {self.load_avg[0]:.2f} {self.load_avg[1]:.2f} {self.load_avg[2]:.2f}"
+            " (1, 5, 15 min, at the end)",
             f"failed        {self.failed}",
         ]
+
+
+def write_paper_files(out: Path, scans: int = PAPER_SCANS) -> list[Path]:
+    """The paper workload's files: ``scans`` paper-size phantom volumes as Heyex .vol."""
+    return _write_phantoms(out, scans, pattern="volume", size="paper", seed=500)
 
 
 def run_paper_bench(
@@ -132,12 +150,37 @@ def run_paper_bench(
     cap: int = 2,
     scans: int = PAPER_SCANS,
     home: Path | None = None,
+    files: list[Path] | None = None,
+    keep: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> PaperFigures:
+    """Upload the paper workload into a fresh embedded stack and wait for every measure.
+
+    The stack's home (hundreds of MB) is deleted afterwards unless ``keep`` or ``home`` given.
+    """
+    from qmroct.embedded.cputime import tree_cpu_s
+
     say = progress or (lambda _m: None)
+    owned = home is None
     home = home or Path(tempfile.mkdtemp(prefix="qmroct-paper-"))
-    say(f"making {scans} paper-size phantom volumes")
-    files = _write_phantoms(home / "inbox", scans, pattern="volume", size="paper", seed=500)
+    try:
+        if files is None:
+            say(f"making {scans} paper-size phantom volumes")
+            files = write_paper_files(home / "inbox", scans)
+        return _paper_run(home, files, cap, say, tree_cpu_s)
+    finally:
+        if owned and not keep:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _paper_run(
+    home: Path,
+    files: list[Path],
+    cap: int,
+    say: Callable[[str], None],
+    cpu: Callable[[], float],
+) -> PaperFigures:
+    scans = len(files)
     megabytes = sum(p.stat().st_size for p in files) / 1e6
     with EmbeddedStack(home, StackOptions(cap=cap, alarm_interval_s=1.0)) as stack:
         ledger, _, _ = stack.require()
@@ -147,7 +190,7 @@ def run_paper_bench(
         # running deployment; each measure action's first container starts cold inside the
         # timed run, and that counts.
         say(f"uploading {megabytes:.0f} MB")
-        t0, wall0 = time.monotonic(), time.time()
+        t0, wall0, c0 = time.monotonic(), time.time(), cpu()
         summary = _uploader(stack, "PAPER").upload_paths(files, workers=2)
         t_up, wall_up = time.monotonic(), time.time()
         expected = scans * len(published)
@@ -157,7 +200,7 @@ def run_paper_bench(
             settle_s=0.0,
             progress=lambda s: say(f"\rjobs done {s.done}/{expected}, in flight {s.in_flight}  "),
         )
-        t_end, wall_end = time.monotonic(), time.time()
+        t_end, wall_end, c_end = time.monotonic(), time.time(), cpu()
         say("\n")
         failed = idle.dead + sum(
             o.status not in ("uploaded", "duplicate") for o in summary.outcomes
@@ -180,6 +223,8 @@ def run_paper_bench(
         upload_mb_per_s=round(megabytes / max(t_up - t0, 1e-9), 1),
         failed=failed,
         cap=cap,
+        cpu_s=round(c_end - c0, 2),
+        load_avg=tuple(round(x, 2) for x in os.getloadavg()),
         speedup=round((PAPER_UPLOAD_S + PAPER_QA_S) / max(end_to_end, 1e-9), 1),
         started_at=wall0,
         uploaded_at=wall_up,

@@ -47,6 +47,9 @@ class MeasureOutput(BaseModel):
     verdicts: list[CriterionVerdict] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     picture_png: bytes | None = Field(None, exclude=True)
+    picture_rgb: Any = Field(
+        None, exclude=True, description="the picture's RGB pixels, kept so writers need not decode"
+    )
     dicom_sc: bytes | None = Field(
         None, exclude=True, description="optional DICOM Secondary Capture"
     )

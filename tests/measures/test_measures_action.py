@@ -209,3 +209,53 @@ def test_action_files_are_thin(repo_root):
         text = (repo_root / "functions" / "measures" / name / "__main__.py").read_text()
         assert f'run_action(args, "{name}")' in text
         assert len(text.splitlines()) <= 20
+
+
+def test_run_action_reads_the_stored_context_and_never_the_scan(server, phantom_vol):
+    from qmroct.measures.context import ScanContext
+    from qmroct.oct.readers import read_scan
+
+    base, store = server
+    scan = read_scan(phantom_vol[0], name="phantom.vol")
+    store.objects["/derived/ctx.npz"] = ScanContext.build(scan).to_bytes()
+    store.objects["/derived/seg.npz"] = phantom_vol[1]
+    store.objects["/oct-ingest/p/s/e/scan.vol"] = phantom_vol[0]
+    from_scan = run_action(
+        _args(base, "signal", inputs={"segmentation": f"{base}/derived/seg.npz?s=1"}), "signal"
+    )
+    # The scan object is gone: only the stored context can give the result.
+    del store.objects["/oct-ingest/p/s/e/scan.vol"]
+    from_context = run_action(
+        _args(base, "signal", inputs={"segmentation": f"{base}/derived/ctx.npz?s=1"}), "signal"
+    )
+    assert from_context["status"] == "ok", from_context.get("failure")
+    assert from_context["values"] == from_scan["values"]
+    assert from_context["verdicts"] == from_scan["verdicts"]
+
+
+def test_run_action_fails_on_a_corrupt_context_naming_the_scan(server, phantom_vol):
+    from qmroct.measures.context import ScanContext
+    from qmroct.oct.readers import read_scan
+
+    base, store = server
+    good = ScanContext.build(read_scan(phantom_vol[0], name="phantom.vol")).to_bytes()
+    store.objects["/derived/ctx.npz"] = good[: len(good) // 2]  # cut short
+    res = run_action(
+        _args(base, "signal", inputs={"segmentation": f"{base}/derived/ctx.npz?s=1"}), "signal"
+    )
+    assert res["status"] == "failed"
+    assert "derived segmentation of scan.vol" in res["failure"]
+
+
+def test_secondary_capture_holds_the_picture_pixels(server, phantom_vol):
+    import io
+
+    from qmroct import pictures
+
+    base, store = server
+    store.objects["/oct-ingest/p/s/e/scan.vol"] = phantom_vol[0]
+    args = _args(base, "sharpness", dicom_url=f"{base}/oct-results/pic.dcm?sig=2")
+    assert run_action(args, "sharpness")["dicom_stored"]
+    ds = pydicom.dcmread(io.BytesIO(store.objects["/oct-results/pic.dcm"]))
+    png = pictures.from_png(store.objects["/oct-results/pic.png"])
+    assert (ds.pixel_array == png).all()

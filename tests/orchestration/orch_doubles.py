@@ -63,6 +63,8 @@ class RecordingInvoker:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.budget = budget
         self.records: list[dict[str, Any]] = []
+        self.looked_up: list[str] = []
+        self.listed = 0
         self._ids = itertools.count(1)
 
     def invoke(self, name: str, params: dict[str, Any], *, blocking: bool = False) -> dict:
@@ -74,7 +76,20 @@ class RecordingInvoker:
         return {"activationId": f"act{next(self._ids):04d}"}
 
     def activations(self, *, name=None, since=None, limit=200) -> list[dict[str, Any]]:
+        self.listed += 1
         return [r for r in self.records if name is None or r["name"] == name][:limit]
+
+    def activation(self, activation_id: str) -> dict[str, Any]:
+        """The record by id; the real client's NotFound (a 404) while none is stored."""
+        from qmroct.clients.openwhisk import NotFound
+
+        self.looked_up.append(activation_id)
+        for r in self.records:
+            if r["activationId"] == activation_id:
+                return r
+        raise NotFound(
+            f"get activation {activation_id}", 404, "The requested resource does not exist."
+        )
 
     def runs(self) -> list[tuple[str, dict[str, Any]]]:
         return [(n, p) for n, p in self.calls if "/run-" in n]

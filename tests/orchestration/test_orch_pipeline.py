@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import UTC, datetime
 
 from orch_doubles import MemoryStore, RecordingInvoker, measures_event, stored_event
@@ -13,7 +14,7 @@ from qmroct.orchestration.publication import (
     publish_measure,
 )
 from qmroct.orchestration.recording import record_result
-from qmroct.orchestration.scheduler import tick
+from qmroct.orchestration.scheduler import RECONCILE_GRACE_S, reconcile, tick
 from qmroct.results import MeasureInvocation
 from qmroct.storage.ledger import PRIORITY_BACKFILL, PRIORITY_UPLOAD
 from qmroct.storage.records import JobKind, JobState
@@ -159,7 +160,7 @@ def test_derive_job_runs_first_and_measure_gets_the_product_url(ctx) -> None:
     tick(ctx)
     ((name, params),) = ctx.ow.runs()
     assert name == "qmroct/run-derive-segmentation"
-    assert params["output_url"].startswith(f"http://store/oct-derived/{h}/segmentation/1/")
+    assert params["output_url"].startswith(f"http://store/oct-derived/{h}/segmentation/2/")
     record_result(
         ctx,
         {
@@ -250,10 +251,25 @@ def test_lost_activation_is_redriven_from_its_record(ctx) -> None:
             },
         }
     )
-    report = tick(ctx)
-    assert report.lost == 1
+    # Right after the claim nothing can have ended long enough ago: no lookup at all.
+    assert tick(ctx).lost == 0 and ctx.ow.looked_up == []
+    later = time.time() + RECONCILE_GRACE_S + 1
+    assert reconcile(ctx, now=later) == 1
+    assert ctx.ow.looked_up == [job.activation_id] and ctx.ow.listed == 0
     (again,) = ctx.ledger.jobs()
-    assert again.state in (JobState.LEASED, JobState.FAILED) and "time limits" in again.last_error
+    assert again.state is JobState.FAILED and "time limits" in again.last_error
+
+
+def test_running_activation_is_left_alone(ctx) -> None:
+    publish(ctx, "signal", "1.0.0")
+    upload(ctx, 1)
+    tick(ctx)
+    (job,) = ctx.ledger.leased()
+    # No record yet (the activation runs): the lookup answers 404 and the job keeps its lease.
+    assert reconcile(ctx, now=time.time() + RECONCILE_GRACE_S + 1) == 0
+    assert ctx.ow.looked_up == [job.activation_id]
+    (still,) = ctx.ledger.jobs()
+    assert still.state is JobState.LEASED
 
 
 def test_publication_object_must_match_its_key(ctx) -> None:

@@ -1,5 +1,9 @@
 """The glue every measure action runs: one scan in by presigned URL, one result dict out.
 
+Everything heavy is imported when this module is, which an action's ``__main__.py`` does at
+module level, so at /init: the readers, pydicom and highdicom, and the whole measure suite.
+:func:`warm` then pays highdicom's first-write costs there too, not in the first activation.
+
 ``run_action`` never raises for a bad scan or a bad invocation: a typed error becomes a result
 with status ``failed`` and the reason, so ``record-result`` can store it and the user sees why.
 """
@@ -10,18 +14,24 @@ import hashlib
 import resource
 import sys
 import time
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from qmroct import pictures
 from qmroct.config import load_settings
 from qmroct.errors import QmroctError
-from qmroct.measures.base import Measure, get_measure
+from qmroct.measures.base import Measure, get_measure, registry
+from qmroct.measures.context import ScanContext
 from qmroct.objectstore import transfer
-from qmroct.oct.model import ScanMeta
+from qmroct.oct.model import Scan, ScanMeta
+from qmroct.oct.readers import read_scan
+from qmroct.oct.segmentation import Segmentation
+from qmroct.oct.writers.secondary_capture import write_secondary_capture
 from qmroct.results import (
     MeasureActionResult,
     MeasureInvocation,
@@ -57,21 +67,36 @@ def status_of(out: MeasureOutput) -> ResultStatus:
 
 
 def fetch_inputs(inv: MeasureInvocation, max_bytes: int) -> dict[str, object]:
-    """Download the derived products (e.g. the stored segmentation) by their presigned URLs."""
-    from qmroct.oct.segmentation import Segmentation
+    """Download the derived products by their presigned URLs.
 
+    The ``segmentation`` product is the scan's stored context (see
+    :mod:`qmroct.measures.context`) and arrives as ``inputs["context"]``; one derived before it
+    held the boundaries alone and arrives as ``inputs["segmentation"]``.
+    """
     inputs: dict[str, object] = {}
     for name, url in inv.inputs.items():
         data = transfer.download(url, max_bytes=max_bytes)
-        inputs[name] = Segmentation.from_bytes(data) if name == "segmentation" else data
+        source = f"derived {name} of {inv.scan_name}"
+        if name == "segmentation" and ScanContext.is_stored_context(data):
+            inputs["context"] = ScanContext.from_bytes(data, source=source)
+        elif name == "segmentation":
+            try:
+                inputs[name] = Segmentation.from_bytes(data)
+            except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:
+                raise QmroctError(f"{source}: unreadable: {exc}") from exc
+        else:
+            inputs[name] = data
     return inputs
 
 
 def secondary_capture(out: MeasureOutput, meta: ScanMeta) -> bytes:
     """The picture as a DICOM Secondary Capture, titled with the measure and version."""
-    from qmroct.oct.writers.secondary_capture import write_secondary_capture
-
-    rgb = pictures.from_png(out.picture_png or b"")
+    # The measure's own pixels when it kept them: decoding the PNG it just encoded is waste.
+    kept = out.picture_rgb
+    if isinstance(kept, np.ndarray) and kept.ndim == 3 and kept.shape[2] == 3:
+        rgb = np.ascontiguousarray(kept, dtype=np.uint8)  # the cast pictures.to_png makes
+    else:
+        rgb = pictures.from_png(out.picture_png or b"")
     return write_secondary_capture(rgb, source=meta, title=f"qmroct {out.measure} {out.version}")
 
 
@@ -89,6 +114,31 @@ def describe(measure: Measure) -> dict[str, Any]:
         "code_digest": code_digest(measure),
         "doc": (type(measure).__doc__ or "").strip(),
     }
+
+
+def _scan_of(inv: MeasureInvocation, inputs: dict[str, object], max_bytes: int) -> Scan:
+    """The scan from the stored context, or downloaded and decoded when there is none."""
+    ctx = inputs.get("context")
+    if isinstance(ctx, ScanContext):
+        return ctx.scan
+    return read_scan(transfer.download(inv.scan_url, max_bytes=max_bytes), name=inv.scan_name)
+
+
+def warm() -> None:
+    """Pay the one-off costs of a container at /init: the measure registry, and highdicom's
+    first Secondary Capture (it loads its dictionaries and validators on first use)."""
+    registry()
+    meta = ScanMeta(
+        source="warm-up",
+        format="phantom",
+        pattern="line",
+        scale="linear",
+        spacing={"lateral_um": 1.0, "axial_um": 1.0},
+        n_bscans=1,
+        height=1,
+        width=1,
+    )
+    write_secondary_capture(np.zeros((2, 2, 3), np.uint8), source=meta, title="warm-up")
 
 
 def run_action(args: dict[str, Any], measure_name: str) -> dict[str, Any]:
@@ -127,10 +177,9 @@ def run_action(args: dict[str, Any], measure_name: str) -> dict[str, Any]:
         params = measure.parse_params(inv.params)
         result["params"] = params.model_dump(mode="json")
         max_bytes = load_settings().max_scan_bytes
-        from qmroct.oct.readers import read_scan
-
-        scan = read_scan(transfer.download(inv.scan_url, max_bytes=max_bytes), name=inv.scan_name)
-        out = measure.compute(scan, params, fetch_inputs(inv, max_bytes))
+        inputs = fetch_inputs(inv, max_bytes)
+        scan = _scan_of(inv, inputs, max_bytes)
+        out = measure.compute(scan, params, inputs)
         if inv.picture_url and out.picture_png:
             transfer.upload(inv.picture_url, out.picture_png, content_type=PNG)
             result["picture_stored"] = True

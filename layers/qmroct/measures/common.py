@@ -124,6 +124,7 @@ class SuiteMeasure(Measure):
             verdicts=verdicts,
             notes=notes,
             picture_png=pictures.to_png(picture) if picture is not None else None,
+            picture_rgb=picture,
         )
 
 

@@ -27,6 +27,10 @@ class Invoker(Protocol):
         self, *, name: str | None = None, since: int | None = None, limit: int = 200
     ) -> Any: ...
 
+    def activation(self, activation_id: str) -> Any:
+        """One activation record; raises the client's NotFound while it is still running."""
+        ...
+
 
 class BackendParams(BaseModel):
     """The inputs bound to every orchestration action."""

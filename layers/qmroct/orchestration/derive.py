@@ -13,10 +13,12 @@ from qmroct.results import ResultStatus
 
 
 def _segmentation(data: bytes, name: str) -> bytes:
+    """The scan's context: the segmentation together with the decoded scan, display image and
+    disc, so each measure loads it once instead of reading and segmenting the scan again."""
+    from qmroct.measures.context import ScanContext
     from qmroct.oct.readers.dispatch import read_scan
-    from qmroct.oct.segmentation import segment
 
-    return segment(read_scan(data, name=name)).to_bytes()
+    return ScanContext.build(read_scan(data, name=name)).to_bytes()
 
 
 #: product name -> function of (scan bytes, scan name) returning the product's bytes.

@@ -21,6 +21,13 @@ def throttled_error() -> type[BaseException]:
     return Throttled
 
 
+def not_found_error() -> type[BaseException]:
+    """The client's error for a 404 answer (no such action, or no such activation record)."""
+    from qmroct.clients.openwhisk import NotFound
+
+    return NotFound
+
+
 def field(record: Any, *names: str, default: Any = None) -> Any:
     """The first of ``names`` present on ``record`` (a mapping or an object)."""
     for name in names:

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from qmroct.results import MeasureInvocation, ResultStatus
 
 #: The version of each derived product's computation; part of the derive job's key.
-PRODUCT_VERSIONS: dict[str, str] = {"segmentation": "1"}
+PRODUCT_VERSIONS: dict[str, str] = {"segmentation": "2"}  # 2: the whole scan context
 
 
 def product_version(product: str) -> str:

@@ -31,7 +31,12 @@ from pydantic import BaseModel, Field
 
 from qmroct.orchestration import resync
 from qmroct.orchestration.context import ActionContext
-from qmroct.orchestration.invoking import activation_id, field, throttled_error
+from qmroct.orchestration.invoking import (
+    activation_id,
+    field,
+    not_found_error,
+    throttled_error,
+)
 from qmroct.orchestration.models import DeriveInvocation, product_file
 from qmroct.results import MeasureInvocation
 from qmroct.storage.buckets import DERIVED_BUCKET, RESULTS_BUCKET, result_key
@@ -125,23 +130,33 @@ def _action_name(claim: Claim) -> str:
 
 
 def reconcile(ctx: ActionContext, *, now: float | None = None) -> int:
-    """Fail in-flight jobs whose activation ended without recording a result."""
+    """Fail in-flight jobs whose activation ended without recording a result.
+
+    Only a leased job can be stale, and only one leased more than ``RECONCILE_GRACE_S`` ago:
+    its activation started after the claim, so it cannot have ended long enough before. Each
+    such job's record is fetched by its activation id (``GET .../activations/{id}``, which
+    answers 404 while the activation runs: the controller stores the record when it ends), so
+    a tick costs O(jobs in flight), never O(activation records).
+    """
     if ctx.ow is None:
         return 0
-    jobs = [j for j in ctx.ledger.leased() if j.activation_id]
-    if not jobs:
-        return 0
     now = time.time() if now is None else now
-    since = int(min(j.leased_at or now for j in jobs) * 1000) - 1000
-    records: dict[str, Any] = {}
-    for name in sorted({j.action or f"run-{j.measure}" for j in jobs}):
-        for rec in ctx.ow.activations(name=name, since=since, limit=max(100, 4 * len(jobs))) or []:
-            rid = field(rec, "activationId", "activation_id")
-            if rid:
-                records[str(rid)] = rec
+    cutoff = now - RECONCILE_GRACE_S
+    jobs = [
+        j
+        for j in ctx.ledger.leased()
+        if j.activation_id and (j.leased_at is None or j.leased_at <= cutoff)
+    ]
+    not_found = not_found_error()
     lost = 0
     for job in jobs:
-        rec = records.get(job.activation_id or "")
+        try:
+            rec = ctx.ow.activation(job.activation_id or "")
+        except not_found:
+            continue  # still running, or its record not written yet
+        except Exception as exc:  # noqa: BLE001 - one unreadable record must not stop the tick
+            log.warning("activation %s of %s unreadable: %s", job.activation_id, job.job_key, exc)
+            continue
         end = field(rec, "end") if rec is not None else None
         if not end or now - float(end) / 1000.0 < RECONCILE_GRACE_S:
             continue
