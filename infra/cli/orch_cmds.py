@@ -115,6 +115,46 @@ def bench_backfill_cmd(scans: int, cap: int, measure: str, as_json: bool) -> Non
             click.echo(f"{k:>16}: {v}")
 
 
+@click.command("claim")
+@click.option(
+    "--ledger",
+    "ledger_url",
+    default="",
+    help="ledger URL to fill (default: a throwaway SQLite file); use an empty database",
+)
+@click.option("--jobs", type=click.IntRange(1), default=200_000, show_default=True)
+@click.option("--samples", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_claim_cmd(ledger_url: str, jobs: int, samples: int, as_json: bool) -> None:
+    """Bulk-enqueue JOBS backfill jobs into a ledger, then time SAMPLES claims.
+
+    Prints the enqueue rate (COPY on PostgreSQL) and the claim latency p50/p99/max in ms with
+    the queue that deep. The jobs stay in the ledger: point --ledger at a scratch database.
+    """
+    import shutil
+    import tempfile
+
+    from qmroct.storage.bench import run_claim_bench
+    from qmroct.storage.ledger import Ledger
+
+    scratch = None if ledger_url else tempfile.mkdtemp(prefix="qmroct-claim-")
+    url = ledger_url or f"sqlite:///{scratch}/ledger.sqlite3"
+    ledger = Ledger.open(url)
+    try:
+        figures = run_claim_bench(
+            ledger, queued=jobs, samples=samples, progress=lambda m: click.echo(m, err=True)
+        )
+    finally:
+        ledger.close()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if as_json:
+        click.echo(figures.model_dump_json())
+    else:
+        for k, v in figures.model_dump().items():
+            click.echo(f"{k:>20}: {v}")
+
+
 def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
     """Add this module's commands to the ``qmroct`` command tree."""
     measure, bench = groups["measure"], groups["bench"]
@@ -139,6 +179,7 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
             )
         )
     )
+    bench.add_command(bench_claim_cmd)
     bench.command("backfill")(
         click.option("--scans", type=int, default=100, show_default=True)(
             click.option("--cap", type=int, default=4, show_default=True)(

@@ -337,3 +337,50 @@ def test_a_lease_that_expires_out_of_attempts_leaves_a_failure_row(ledger, clock
     assert ledger.reclaim_expired() == []
     (row,) = ledger.results(h(1))
     assert row.status is ResultStatus.FAILED and "lease expired" in row.failure
+
+
+def test_bulk_enqueue_adds_each_job_once_with_its_needs(ledger) -> None:
+    from qmroct.storage.ledger import BULK_MIN_JOBS, JobSpec
+
+    n = BULK_MIN_JOBS + 50  # large enough for PostgreSQL's COPY path
+    specs = [
+        JobSpec(
+            kind=JobKind.MEASURE,
+            scan_hash=h(i),
+            measure="centration",
+            version="1.0.0",
+            priority=PRIORITY_BACKFILL,
+            needs=["segmentation"],
+        )
+        for i in range(n)
+    ]
+    ledger.enqueue("measure", h(0), "centration", "1.0.0", needs=["segmentation"])
+    assert ledger.enqueue_many(specs + specs[:10]) == n - 1  # h(0) was there; repeats skipped
+    assert ledger.counts().by_kind["measure"]["queued"] == n
+    assert ledger.job(job_key("measure", h(7), "centration", "1.0.0")).needs == ["segmentation"]
+    # Nothing is claimable until the product exists; then exactly that scan's job is.
+    assert ledger.claim(cap=5) == []
+    ledger.catalog.add_derived(
+        DerivedProduct(
+            name="segmentation",
+            scan_hash=h(7),
+            bucket="oct-derived",
+            key="k",
+            created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+    )
+    (claim,) = ledger.claim(cap=5)
+    assert claim.job.scan_hash == h(7)
+
+
+def test_claim_order_is_the_effective_priority(ledger, clock) -> None:
+    # Backfill enqueued first, then uploads at intervals: the backfill job is served before
+    # an upload exactly when it waited longer than the priority gap's worth of ageing.
+    gap = (PRIORITY_BACKFILL - PRIORITY_UPLOAD) * ledger.policy.aging_s
+    ledger.enqueue("measure", h(1), "signal", "1.0.0", priority=PRIORITY_BACKFILL)
+    clock.advance(gap - 1)
+    ledger.enqueue("measure", h(2), "signal", "1.0.0", priority=PRIORITY_UPLOAD)
+    clock.advance(2)
+    ledger.enqueue("measure", h(3), "signal", "1.0.0", priority=PRIORITY_UPLOAD)
+    order = [c.job.scan_hash for c in ledger.claim(cap=3)]
+    assert order == [h(2), h(1), h(3)]
