@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 
 from pydantic import BaseModel
-
 from qmroct.storage.ledger import PRIORITY_BACKFILL, PRIORITY_UPLOAD, JobSpec, Ledger
 from qmroct.storage.records import JobKind
 
