@@ -62,9 +62,14 @@ def drain(ctx, value: float = 1.0) -> int:
         assert len(new) <= ctx.max_inflight
         if not new and report.claimed == 0:
             return started
-        for _, params in new:
+        # record-result starts the next job in the slot it frees: answer those too.
+        while new:
+            _, params = new.pop(0)
             started += 1
+            before = len(ctx.ow.calls)
             record_result(ctx, measure_action(params, value))
+            new += [(n, p) for n, p in ctx.ow.calls[before:] if "/run-" in n]
+            assert ctx.ledger.in_flight() <= ctx.max_inflight
 
 
 def test_repeated_upload_events_make_one_scan_one_job_one_result(ctx) -> None:
@@ -198,12 +203,13 @@ def test_record_result_refuses_stale_and_pushes_to_xnat(ctx) -> None:
     ((_, params),) = ctx.ow.runs()
     stale = record_result(ctx, {**measure_action(params), "lease_token": "forged"})
     assert stale.state == "refused"
+    before = len(ctx.ow.calls)
     ok = record_result(ctx, measure_action(params))
-    assert (ok.state, ok.current) == ("done", True)
-    assert [c[0] for c in ctx.ow.calls].count("qmroct/scheduler") >= 1  # woken
+    assert (ok.state, ok.current, ok.started) == ("done", True, 1)
     (xjob,) = ctx.ledger.jobs(kind=JobKind.XNAT)
     assert xjob.scan_hash == h
-    tick(ctx)
+    # record-result started the push in the slot it freed, with no scheduler activation.
+    assert [c[0] for c in ctx.ow.calls[before:]] == ["qmroct/xnat-callback"]
     name, xparams = ctx.ow.calls[-1]
     assert name == "qmroct/xnat-callback" and set(xparams) == {
         "job_key",
@@ -323,3 +329,16 @@ def test_resync_recovers_uploads_and_publications_whose_events_were_dropped(ctx)
     resync._LAST_SWEEP.clear()
     assert tick(ctx).resynced == 0
     assert len(ctx.ledger.jobs(kind=JobKind.MEASURE)) == 1
+
+
+def test_record_result_fills_the_slot_it_freed_under_the_cap(ctx) -> None:
+    publish(ctx, "signal", "1.0.0")
+    for i in range(5):
+        upload(ctx, i)
+    assert tick(ctx).invoked == 3  # the cap
+    _, params = ctx.ow.runs()[0]
+    before = len(ctx.ow.calls)
+    out = record_result(ctx, measure_action(params))
+    assert (out.state, out.started) == ("done", 1)
+    assert ctx.ledger.in_flight() == 3 and len(ctx.ow.runs()) == 4
+    assert [c[0] for c in ctx.ow.calls[before:]] == ["qmroct/run-signal"]

@@ -50,3 +50,4 @@ class ActionOutcome(BaseModel):
     state: str
     detail: str = ""
     current: bool | None = None
+    started: int = Field(0, description="activations record-result started in the slot it freed")

@@ -2,11 +2,13 @@
 
 It validates what the measure (or derive) action returned, stores it through the ledger (which
 archives the superseded value and refuses stale leases), queues the XNAT push when XNAT is
-configured, and wakes the scheduler so the freed slot is used at once.
+configured, and fills the freed slot at once with the scheduler's own claim-and-start step
+(:func:`qmroct.orchestration.scheduler.fill`), waking the scheduler only if that fails.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +21,8 @@ from qmroct.orchestration.models import ActionOutcome, DeriveActionResult
 from qmroct.results import MeasureActionResult, ResultStatus, StoredResult
 from qmroct.storage.ledger import LedgerError, StaleLease
 from qmroct.storage.records import JobKind
+
+log = logging.getLogger(__name__)
 
 
 def _push_to_xnat(ctx: ActionContext, stored: StoredResult | None) -> None:
@@ -63,8 +67,23 @@ def record_result(
         return ActionOutcome(job_key=key, state="refused", detail=exc.reason)
     except LedgerError as exc:
         return ActionOutcome(job_key=key, state="refused", detail=exc.reason)
-    wake_scheduler(ctx)
+    outcome.started = _fill_freed_slot(ctx)
     return outcome
+
+
+def _fill_freed_slot(ctx: ActionContext) -> int:
+    """Start the next jobs in the slot this result freed; how many were started."""
+    if ctx.ow is None:
+        return 0
+    from qmroct.orchestration.scheduler import fill
+
+    try:
+        report = fill(ctx)
+    except Exception as exc:  # noqa: BLE001 - the result is stored; the scheduler starts the rest
+        log.warning("could not start the next jobs (%s); waking the scheduler", exc)
+        wake_scheduler(ctx)
+        return 0
+    return report.invoked + report.xnat_invoked
 
 
 def _record_measure(

@@ -1,4 +1,4 @@
-"""The scheduler tick: the only place that starts measure activations.
+"""The scheduler tick, and the claim-and-start step (:func:`fill`) that record-result also runs.
 
 One tick, run by the alarm trigger every minute and woken by record-result and the event
 actions:
@@ -13,9 +13,10 @@ actions:
 4. the same for XNAT pushes (``xnat-callback``), under their own cap.
 
 A job holds its slot from its claim until record-result has stored its result. record-result
-then wakes the scheduler before returning, so the next ``run-<measure>`` can start a few
+then runs :func:`fill` itself before returning (one scheduler activation per finished job
+would double the activations of a drain), so the next ``run-<measure>`` can start a few
 milliseconds before the previous sequence's record ends; the measure activations themselves
-never exceed the cap.
+never exceed the cap, since every claim counts the leases in the same transaction.
 """
 
 from __future__ import annotations
@@ -227,11 +228,22 @@ def tick(ctx: ActionContext) -> TickReport:
     if resync.due(ctx):
         found = resync.resync(ctx)
         report.resynced = found.scans + found.publications
-    claims = led.claim(cap=ctx.max_inflight)
-    report.claimed = len(claims)
+    return fill(ctx, report)
+
+
+def fill(ctx: ActionContext, report: TickReport | None = None) -> TickReport:
+    """Steps 3 and 4 of a tick: claim up to the caps and start what was claimed.
+
+    record-result runs this too when it has freed a slot, so a queue drains with one
+    record-result per job and no scheduler activation per job; the alarm tick keeps the
+    re-drives, retries and reconciliation.
+    """
+    report = report or TickReport()
+    claims = ctx.ledger.claim(cap=ctx.max_inflight)
+    report.claimed += len(claims)
     _start(ctx, claims, report, xnat=False)
     if ctx.xnat_enabled:
-        xclaims = led.claim(cap=ctx.max_inflight, kinds=[JobKind.XNAT])
+        xclaims = ctx.ledger.claim(cap=ctx.max_inflight, kinds=[JobKind.XNAT])
         report.claimed += len(xclaims)
         _start(ctx, xclaims, report, xnat=True)
     return report
