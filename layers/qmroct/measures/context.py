@@ -7,7 +7,8 @@ it with :meth:`ScanContext.to_bytes`; each measure action loads it with
 
 The stored form is an uncompressed ``.npz`` (no pickle): the B-scans and the display image as
 float32, exactly as the measures read them, the boundaries, the fundus image, the device's own
-segmentation, the optic-disc mask and the metadata as JSON. Chosen by measuring a paper-size
+segmentation, the optic-disc mask, the retina checks every measure makes (fraction found, CNR
+against the vitreous, usable B-scans) and the metadata as JSON. Chosen by measuring a paper-size
 volume (25 x 496 x 512): loading it costs ~25 ms, against ~80 ms to read the Heyex file and
 ~450 ms to segment it and rebuild the display image and disc; zlib gains little on speckle
 and costs about a second per volume, and float16 would change the values the measures read.
@@ -75,6 +76,10 @@ class ScanContext:
             "display": self.display,
             "disc_mask": self.disc.mask,
             "disc_sources": np.array(list(self.disc.sources), dtype=str),
+            # Per-scan facts every measure asks for (has_retina, usable B-scans): once, here.
+            "retina_fraction": np.array(self.retina_fraction),
+            "retina_cnr": np.array(self.retina_cnr),
+            "usable": self.usable,
             **{_SEG + k: getattr(s, k) for k in (*BOUNDARIES, "confidence")},
             **{_DEVICE + k: v for k, v in self.scan.segmentation.items()},
         }
@@ -121,7 +126,12 @@ class ScanContext:
         ctx = cls(
             scan=scan, segmentation=seg, display=a["display"], scale_used=str(a["scale_used"])
         )
-        # A cached_property is an instance attribute once set: the stored disc is reused.
+        # A cached_property is an instance attribute once set: the stored values are reused.
+        for name in ("retina_fraction", "retina_cnr"):
+            if name in a:
+                ctx.__dict__[name] = float(a[name])
+        if "usable" in a and a["usable"].shape == (scan.bscans.shape[0],):
+            ctx.__dict__["usable"] = a["usable"].astype(bool)
         ctx.__dict__["disc"] = DiscRegion(
             mask=a["disc_mask"].astype(bool),
             sources=tuple(str(x) for x in a.get("disc_sources", np.array([], dtype=str))),
