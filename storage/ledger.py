@@ -25,7 +25,7 @@ more: a backfill job is served before any upload that arrived more than 600 s af
 
 The ledger stores ``claim_rank = enqueued_at + priority * aging_s`` with each job: it orders
 jobs exactly as the effective priority does (``now / aging_s`` is common to all), and an index
-over it serves the claim without sorting the queue (see migration 003).
+over it serves the claim without sorting the queue (see migration 004).
 
 The cap: ``claim(cap)`` counts leased jobs and claims at most ``cap - leased`` more inside one
 transaction serialised on a lock (PostgreSQL: an advisory lock, rows taken with
