@@ -67,6 +67,21 @@ class BenchStack:
     def __init__(self, stack: EmbeddedStack) -> None:
         self.stack = stack
         self.ledger, self.store, self.ow = stack.require()
+        self.package = stack.whisk.package if stack.whisk else ""
+
+    def scheduling_cpu(self) -> float:
+        """CPU seconds of the containers that claim and start jobs (scheduler, record-result),
+        read from /proc while they run (see :mod:`qmroct.embedded.cputime`)."""
+        from qmroct.embedded.cputime import process_cpu_s
+
+        whisk = self.stack.whisk
+        if whisk is None:
+            return 0.0
+        return sum(
+            process_cpu_s(c.pid)
+            for c in whisk.controller.invoker.containers()
+            if c.pid and c.key.split("@")[0].rsplit("/", 1)[-1] in ("scheduler", "record-result")
+        )
 
     def next_version(self, measure: str) -> str:
         """A patch version above every version of ``measure`` the ledger knows."""
@@ -83,13 +98,17 @@ class BenchStack:
 
 
 @contextmanager
-def bench_stack(*, scans: int, cap: int, home: Path | None = None) -> Iterator[BenchStack]:
+def bench_stack(
+    *, scans: int, cap: int, home: Path | None = None, ledger_url: str = ""
+) -> Iterator[BenchStack]:
     """An embedded stack with ``scans`` small line scans stored and catalogued, no measure
-    published yet, and the scheduler bound to ``cap``."""
+    published yet, and the scheduler bound to ``cap``; its ledger at ``ledger_url`` (an empty
+    database) or in SQLite."""
     owned = home is None
     home = home or Path(tempfile.mkdtemp(prefix="qmroct-bench-"))
+    opts = StackOptions(cap=cap, alarm_interval_s=1.0, ledger_url=ledger_url)
     try:
-        with EmbeddedStack(home, StackOptions(cap=cap, alarm_interval_s=1.0)) as stack:
+        with EmbeddedStack(home, opts) as stack:
             files = _write_phantoms(home / "inbox", scans, pattern="line", size="small")
             _uploader(stack, "BENCH").upload_paths(files, workers=2)
             _wait_catalogued(stack, scans, timeout_s=120 + scans)

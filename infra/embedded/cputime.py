@@ -26,6 +26,12 @@ def _stat_fields(pid: str) -> list[str] | None:
     return raw[raw.rfind(")") + 2 :].split()
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of one running process; 0 once it is gone."""
+    f = _stat_fields(str(pid))
+    return sum(int(x) for x in f[11:13]) / _TICK if f and len(f) >= 13 else 0.0
+
+
 def live_descendants_cpu_s(root: int | None = None) -> float:
     """CPU seconds of the running descendants of ``root`` (and of their reaped children)."""
     root = os.getpid() if root is None else root

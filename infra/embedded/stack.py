@@ -53,6 +53,8 @@ class StackOptions(BaseModel):
     xnat_url: str = ""
     xnat_alias: str = ""
     xnat_secret: str = ""
+    # The ledger: a SQLite file in the home by default, or a PostgreSQL URL (an empty database).
+    ledger_url: str = ""
 
 
 class Idle(BaseModel):
@@ -102,7 +104,7 @@ class EmbeddedStack:
 
     @property
     def ledger_url(self) -> str:
-        return f"sqlite:///{self.home / 'ledger.sqlite3'}"
+        return self.options.ledger_url or f"sqlite:///{self.home / 'ledger.sqlite3'}"
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> EmbeddedStack:

@@ -192,6 +192,11 @@ class Container:
         self.logs.close()
 
     @property
+    def pid(self) -> int | None:
+        """The proxy process's id (None before start), for resource accounting."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

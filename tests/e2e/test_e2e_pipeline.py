@@ -219,7 +219,10 @@ def test_worker_killed_mid_activation_is_redriven_and_completes_once(tmp_path):
             time.sleep(0.01)
         assert killed, "never saw the measure activation in flight"
         idle = stack.wait_idle(timeout_s=180, expect_jobs=1)
-        assert idle.idle and idle.dead == 0
+        assert idle.idle and idle.dead == 0, [
+            (j.kind, j.measure, j.state, j.attempts, j.last_error)
+            for j in stack.require()[0].jobs()
+        ]
         (job,) = _measure_jobs(stack)
         assert job.state is JobState.DONE and job.attempts >= 2
         ledger, _, _ = stack.require()

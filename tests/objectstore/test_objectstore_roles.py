@@ -46,7 +46,9 @@ class Roles:
 
     def store(self, role: str) -> Any:
         access, secret = self.keys[role]
-        return open_store("minio" if self.kind == "moto" else "local", self.endpoint, access, secret)
+        return open_store(
+            "minio" if self.kind == "moto" else "local", self.endpoint, access, secret
+        )
 
     def env(self, role: str) -> dict[str, str]:
         """The environment a command run with ``role``'s keys gets (QMROCT_* settings)."""

@@ -232,7 +232,10 @@ def test_any_sequence_ends_with_one_current_value_from_the_highest_published(
             if active is None:
                 assert len(current) <= 1
                 continue
-            assert len(current) == 1, (scan.scan_hash[:8], [(r.version, r.current) for r in history])
+            assert len(current) == 1, (
+                scan.scan_hash[:8],
+                [(r.version, r.current) for r in history],
+            )
             assert current[0].version == active
             for r in history:
                 if not r.current:

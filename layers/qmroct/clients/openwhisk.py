@@ -273,9 +273,13 @@ class OpenWhiskClient:
         limit: int | None = None,
         *,
         docs: bool = True,
+        skip: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Activation records, newest first (``docs=True``: with logs and results)."""
+        """Activation records, newest first (``docs=True``: with logs and results); ``skip``
+        pages past the first ones (the API answers at most 200 at a time)."""
         query: dict[str, Any] = {}
+        if skip:
+            query["skip"] = int(skip)
         if name:
             query["name"] = name
         if since is not None:

@@ -12,8 +12,16 @@ Figures:
 - ``lost``: jobs of the version not finished when the wait ended;
 - ``duplicated``: result rows beyond one per scan for the version (each job must store once);
 - ``failed``: jobs of the version that ended dead;
-- ``overhead_ms_p50``: median sequence duration minus median measure-action duration, i.e.
-  what record-result and the sequence add per job.
+- ``overhead_ms_p50`` / ``overhead_ms_p99``: per job, the ``run-<measure>`` sequence's duration
+  minus its measure activation's (the sequence record lists its components' activation ids):
+  what record-result and the sequence add per job;
+- ``claim_ms_p50`` / ``claim_ms_p99``: the ledger claims made while draining, as the scheduler
+  and record-result report them in their results;
+- ``scheduler_ticks_per_scan``: scheduler activations during the drain per scan;
+- ``scheduling_cpu_ms_per_scan``: CPU of the scheduler's and record-result's containers during
+  the drain per scan (record-result claims and starts the next job), when the caller can read
+  it (the embedded stack can); flat from 50 to thousands of scans means no per-tick cost grows
+  with the backlog or the activation history.
 
 The function takes the stack's pieces, so the same code measures the embedded stack and a real
 deployment.
@@ -39,6 +47,7 @@ from qmroct.storage.records import JobKind
 class BackfillFigures(BaseModel):
     scans: int
     cap: int
+    ledger: str = ""
     wall_s: float
     scans_per_s: float
     max_inflight: int
@@ -46,6 +55,11 @@ class BackfillFigures(BaseModel):
     duplicated: int
     failed: int
     overhead_ms_p50: float | None
+    overhead_ms_p99: float | None = None
+    claim_ms_p50: float | None = None
+    claim_ms_p99: float | None = None
+    scheduler_ticks_per_scan: float | None = None
+    scheduling_cpu_ms_per_scan: float | None = None
 
 
 def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
@@ -74,6 +88,51 @@ def _durations(records: Iterable[Any]) -> list[float]:
     return [e - s for s, e in _intervals(records)]
 
 
+def all_activations(ow: Invoker, name: str, since: int, page: int = 200) -> list[Any]:
+    """Every record of ``name`` since ``since`` (ms), paging past the API's 200 per answer."""
+    out: list[Any] = []
+    while True:
+        kw: dict[str, Any] = {"name": name, "since": since, "limit": page}
+        if out:
+            kw["skip"] = len(out)
+        got = list(ow.activations(**kw) or [])
+        out += got
+        if len(got) < page:
+            return out
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))], 3)
+
+
+def _per_job_overhead(seq: list[Any], act: list[Any]) -> list[float]:
+    """Sequence duration minus its measure component's, per sequence record."""
+    by_id = {str(field(r, "activationId", "activation_id")): r for r in act}
+    out = []
+    for r in seq:
+        logs = field(r, "logs", default=[]) or []
+        comp = by_id.get(str(logs[0])) if logs else None
+        if comp is None:
+            continue
+        d_seq = float(field(r, "end")) - float(field(r, "start"))
+        d_act = float(field(comp, "end")) - float(field(comp, "start"))
+        out.append(d_seq - d_act)
+    return out
+
+
+def _claim_ms(records: Iterable[Any]) -> list[float]:
+    out = []
+    for r in records:
+        result = field(field(r, "response", default={}) or {}, "result", default={}) or {}
+        ms = field(result, "claim_ms")
+        if isinstance(ms, int | float) and field(result, "claimed", "started", default=1):
+            out.append(float(ms))
+    return out
+
+
 def backfill_figures(
     ledger: Ledger,
     ow: Invoker,
@@ -84,8 +143,12 @@ def backfill_figures(
     cap: int,
     started: float,
     ended: float,
+    package: str = "",
+    scheduling_cpu_s: float | None = None,
 ) -> BackfillFigures:
-    """Compute the figures of a finished (or timed-out) backfill from the ledger and records."""
+    """Compute the figures of a finished (or timed-out) backfill from the ledger and records
+    (listed by ``package/action`` when ``package`` is given, as the API filters packaged
+    actions)."""
     jobs = [
         j
         for j in ledger.jobs(kind=JobKind.MEASURE, limit=10 * scans + 1000)
@@ -98,24 +161,38 @@ def backfill_figures(
         {"m": measure, "v": version},
     )
     since = int(started * 1000) - 1000
-    limit = 4 * scans + 100
-    seq = list(ow.activations(name=f"run-{measure}", since=since, limit=limit) or [])
-    act = list(ow.activations(name=f"measure-{measure}", since=since, limit=limit) or [])
+    prefix = f"{package}/" if package else ""
+    seq = all_activations(ow, f"{prefix}run-{measure}", since)
+    act = all_activations(ow, f"{prefix}measure-{measure}", since)
+    ticks = all_activations(ow, f"{prefix}scheduler", since)
+    records = all_activations(ow, f"{prefix}record-result", since)
     seq_d, act_d = _durations(seq), _durations(act)
     overhead = (
         round(statistics.median(seq_d) - statistics.median(act_d), 1) if seq_d and act_d else None
     )
+    per_job = _per_job_overhead(seq, act)
+    claims = _claim_ms(ticks) + _claim_ms(records)
     wall = max(ended - started, 1e-9)
     return BackfillFigures(
         scans=scans,
         cap=cap,
+        ledger=ledger.db.dialect,
         wall_s=round(wall, 3),
         scans_per_s=round(scans / wall, 3),
         max_inflight=max_overlap(_intervals(act or seq)),
         lost=sum(s not in ("done", "dead") for s in states) + max(0, scans - len(jobs)),
         duplicated=sum(int(r["n"]) - 1 for r in rows),
         failed=states.count("dead"),
-        overhead_ms_p50=overhead,
+        overhead_ms_p50=_quantile(per_job, 0.5) if per_job else overhead,
+        overhead_ms_p99=_quantile(per_job, 0.99),
+        claim_ms_p50=_quantile(claims, 0.5),
+        claim_ms_p99=_quantile(claims, 0.99),
+        scheduler_ticks_per_scan=round(len(ticks) / max(scans, 1), 3),
+        scheduling_cpu_ms_per_scan=(
+            round(scheduling_cpu_s * 1000 / max(scans, 1), 2)
+            if scheduling_cpu_s is not None
+            else None
+        ),
     )
 
 
@@ -132,6 +209,8 @@ def run_backfill_bench(
     poll_s: float = 0.25,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    package: str = "",
+    scheduling_cpu: Callable[[], float] | None = None,
 ) -> BackfillFigures:
     """Publish ``measure`` ``version`` over the ``scans`` already stored and wait for it.
 
@@ -139,17 +218,25 @@ def run_backfill_bench(
     ``max_inflight = cap``) with ``scans`` scans catalogued.
     """
     started = clock()
+    cpu0 = scheduling_cpu() if scheduling_cpu else None
     publish_measure(store, measure, version)
     deadline = started + timeout_s
     while clock() < deadline:
-        jobs = [
-            j
-            for j in ledger.jobs(kind=JobKind.MEASURE, limit=10 * scans + 1000)
-            if j.measure == measure and j.version == version
-        ]
-        if len(jobs) >= scans and all(j.state.value in ("done", "dead") for j in jobs):
+        # Counts, not rows: polling must not cost more as the backlog grows.
+        by_state = {
+            r["state"]: int(r["n"])
+            for r in ledger.db.query(
+                "SELECT state, COUNT(*) AS n FROM jobs WHERE kind = 'measure' AND measure = :m"
+                " AND version = :v GROUP BY state",
+                {"m": measure, "v": version},
+            )
+        }
+        finished = by_state.get("done", 0) + by_state.get("dead", 0)
+        if finished >= scans and finished == sum(by_state.values()):
             break
         sleep(poll_s)
+    ended = clock()
+    cpu = scheduling_cpu() - cpu0 if scheduling_cpu and cpu0 is not None else None
     return backfill_figures(
         ledger,
         ow,
@@ -158,5 +245,7 @@ def run_backfill_bench(
         scans=scans,
         cap=cap,
         started=started,
-        ended=clock(),
+        ended=ended,
+        package=package,
+        scheduling_cpu_s=cpu,
     )

@@ -51,3 +51,4 @@ class ActionOutcome(BaseModel):
     detail: str = ""
     current: bool | None = None
     started: int = Field(0, description="activations record-result started in the slot it freed")
+    claim_ms: float | None = Field(None, description="time of the ledger claim that started them")

@@ -67,14 +67,14 @@ def record_result(
         return ActionOutcome(job_key=key, state="refused", detail=exc.reason)
     except LedgerError as exc:
         return ActionOutcome(job_key=key, state="refused", detail=exc.reason)
-    outcome.started = _fill_freed_slot(ctx)
+    _fill_freed_slot(ctx, outcome)
     return outcome
 
 
-def _fill_freed_slot(ctx: ActionContext) -> int:
-    """Start the next jobs in the slot this result freed; how many were started."""
+def _fill_freed_slot(ctx: ActionContext, outcome: ActionOutcome) -> None:
+    """Start the next jobs in the slot this result freed; the outcome says how many."""
     if ctx.ow is None:
-        return 0
+        return
     from qmroct.orchestration.scheduler import fill
 
     try:
@@ -82,8 +82,9 @@ def _fill_freed_slot(ctx: ActionContext) -> int:
     except Exception as exc:  # noqa: BLE001 - the result is stored; the scheduler starts the rest
         log.warning("could not start the next jobs (%s); waking the scheduler", exc)
         wake_scheduler(ctx)
-        return 0
-    return report.invoked + report.xnat_invoked
+        return
+    outcome.started = report.invoked + report.xnat_invoked
+    outcome.claim_ms = report.claim_ms
 
 
 def _record_measure(

@@ -63,6 +63,7 @@ class TickReport(BaseModel):
     invoked: int = 0
     throttled: int = 0
     xnat_invoked: int = 0
+    claim_ms: float = Field(0.0, description="time spent in the ledger's claim calls")
     errors: list[str] = Field(default_factory=list)
 
 
@@ -239,11 +240,16 @@ def fill(ctx: ActionContext, report: TickReport | None = None) -> TickReport:
     re-drives, retries and reconciliation.
     """
     report = report or TickReport()
+    t0 = time.perf_counter()
     claims = ctx.ledger.claim(cap=ctx.max_inflight)
+    report.claim_ms += (time.perf_counter() - t0) * 1000
     report.claimed += len(claims)
     _start(ctx, claims, report, xnat=False)
     if ctx.xnat_enabled:
+        t0 = time.perf_counter()
         xclaims = ctx.ledger.claim(cap=ctx.max_inflight, kinds=[JobKind.XNAT])
+        report.claim_ms += (time.perf_counter() - t0) * 1000
         report.claimed += len(xclaims)
         _start(ctx, xclaims, report, xnat=True)
+    report.claim_ms = round(report.claim_ms, 3)
     return report
