@@ -1,7 +1,8 @@
 """The glue every measure action runs: one scan in by presigned URL, one result dict out.
 
 Everything heavy is imported when this module is, which an action's ``__main__.py`` does at
-module level, so at /init: the readers, pydicom and highdicom, and the whole measure suite.
+module level, so at /init: pydicom and highdicom, the scan context and the whole measure suite.
+The scan readers are not: a measure reads the stored context, not the scan.
 :func:`warm` then pays highdicom's first-write costs there too, not in the first activation.
 
 ``run_action`` never raises for a bad scan or a bad invocation: a typed error becomes a result
@@ -29,7 +30,6 @@ from qmroct.measures.base import Measure, get_measure, registry
 from qmroct.measures.context import ScanContext
 from qmroct.objectstore import transfer
 from qmroct.oct.model import Scan, ScanMeta
-from qmroct.oct.readers import read_scan
 from qmroct.oct.segmentation import Segmentation
 from qmroct.oct.writers.secondary_capture import write_secondary_capture
 from qmroct.results import (
@@ -121,6 +121,10 @@ def _scan_of(inv: MeasureInvocation, inputs: dict[str, object], max_bytes: int) 
     ctx = inputs.get("context")
     if isinstance(ctx, ScanContext):
         return ctx.scan
+    # Only without a stored context (one derived before contexts were stored): the readers
+    # stay out of the container's start-up.
+    from qmroct.oct.readers import read_scan
+
     return read_scan(transfer.download(inv.scan_url, max_bytes=max_bytes), name=inv.scan_name)
 
 
