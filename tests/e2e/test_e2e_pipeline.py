@@ -203,7 +203,9 @@ def test_corrupt_scan_fails_with_reason_and_spares_the_others(stack, tmp_path):
 
 
 def test_worker_killed_mid_activation_is_redriven_and_completes_once(tmp_path):
-    stack = _start(tmp_path / "home", lease_s=8.0)
+    # The lease must outlast a cold activation (start-up, derive, measure) on a loaded 2-core
+    # machine, or every attempt expires before it can finish; the killed one still expires.
+    stack = _start(tmp_path / "home", lease_s=20.0)
     try:
         files = _phantom_files(tmp_path / "in", 1, seed=80, pattern="volume")
         _uploader(stack).upload_paths(files)
