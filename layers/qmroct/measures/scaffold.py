@@ -46,7 +46,10 @@ _MAIN = Template('''\
 """OpenWhisk action measure-$name: one scan in by presigned URL, one result out."""
 
 import measure_$name  # noqa: F401 - importing registers the measure
-from qmroct.measures.action import run_action
+from qmroct.measures.action import run_action, warm
+
+# At /init: imports and one-off costs here, not in the first activation.
+warm()
 
 
 def main(args: dict) -> dict:
