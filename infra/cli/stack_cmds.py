@@ -101,8 +101,21 @@ def demo(n_scans: int, cap: int, as_json: bool, home: Path | None, timeout_s: fl
 @click.option(
     "--web-port", type=click.IntRange(0, 65535), default=None, help="default QMROCT_WEB_PORT"
 )
+@click.option(
+    "--dev-sweep-s",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="how often developers' measure actions (wsk action update) are looked for and "
+    "tested; 0: never",
+)
 def up(
-    inbox: Path | None, project: str, cap: int | None, with_web: bool, web_port: int | None
+    inbox: Path | None,
+    project: str,
+    cap: int | None,
+    with_web: bool,
+    web_port: int | None,
+    dev_sweep_s: float,
 ) -> None:
     """Keep the embedded stack running (store, OpenWhisk, scheduler) until Ctrl-C.
 
@@ -116,6 +129,7 @@ def up(
     stack = EmbeddedStack(settings.home, StackOptions(cap=cap or settings.max_inflight)).start()
     watcher = None
     web_server = None
+    sweeper = None
     try:
         if with_web:
             from qmroct.web.server import start as start_web
@@ -152,6 +166,13 @@ def up(
             )
             watcher = InboxWatcher(inbox, uploader, state)
             click.echo(f"watching      {inbox}")
+        if dev_sweep_s > 0:
+            from qmroct.measures.devtest import Sandbox
+            from qmroct.orchestration.approval import SweepLoop
+
+            ledger, _, ow = stack.require()
+            box = Sandbox(ow, stack.role_store("admin"), "the embedded stack")
+            sweeper = SweepLoop(ledger, box, dev_sweep_s, report=click.echo).start()
         click.echo("running; Ctrl-C stops")
         while True:
             if watcher is not None:
@@ -161,6 +182,8 @@ def up(
     except KeyboardInterrupt:
         click.echo("stopping")
     finally:
+        if sweeper is not None:
+            sweeper.stop()
         if web_server is not None:
             web_server.stop()
         stack.stop()

@@ -169,13 +169,29 @@ def test_new_test_approve_backfill_to_xnat_then_wsk_update(tmp_path):
                 build_dev_zip(dev, NAME),
                 annotations={"qmroct-version": "1.1.0", "qmroct-measure": NAME},
             )
+            # The sweep qmroct up runs finds it and tests it; nobody asked.
+            from qmroct.measures.devtest import Sandbox
+            from qmroct.orchestration.approval import SweepLoop
+            from qmroct.storage.reviews import Reviews
+
+            box = Sandbox(ow, stack.role_store("admin"), "the stack")
+            loop = SweepLoop(ledger, box, 0.5).start()
+            try:
+                swept = _wait(
+                    lambda: [r for r in Reviews(ledger.db).list(NAME) if r.version == "1.1.0"],
+                    120,
+                    "the sweep to test 1.1.0",
+                )
+            finally:
+                loop.stop()
+            assert loop.errors == []
+            assert [(r.version, r.state.value, r.source) for r in swept] == [
+                ("1.1.0", "tested", "sweep")
+            ]
+            assert swept[0].code_digest != report["code_digest"]
+            # The command finds nothing new: that code is tested already.
             res = runner.invoke(cli, ["measure", "sweep", "--json"], env=env)
             assert res.exit_code == 0, res.output
-            swept = json.loads(res.stdout)
-            assert [(r["version"], r["state"]) for r in swept] == [("1.1.0", "tested")]
-            assert swept[0]["code_digest"] != report["code_digest"]
-            # A second sweep finds nothing new.
-            res = runner.invoke(cli, ["measure", "sweep", "--json"], env=env)
             assert json.loads(res.stdout) == []
             res = runner.invoke(
                 cli, ["measure", "approve", NAME, "--version", "1.1.0", "--by", "lead"], env=env

@@ -150,6 +150,43 @@ def sweep(ledger: Ledger, sb: Sandbox, *, progress: Progress = None) -> list[Mea
     return done
 
 
+class SweepLoop:
+    """:func:`sweep` every ``interval_s`` seconds in a background thread (``qmroct up`` runs
+    one): a ``wsk action update -a qmroct-version V`` is tested without anyone asking."""
+
+    def __init__(
+        self, ledger: Ledger, sb: Sandbox, interval_s: float, *, report: Progress = None
+    ) -> None:
+        import threading
+
+        self.ledger, self.sb, self.interval_s, self.report = ledger, sb, interval_s, report
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="qmroct-dev-sweep", daemon=True)
+
+    def start(self) -> SweepLoop:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                for rec in sweep(self.ledger, self.sb):
+                    if self.report:
+                        self.report(
+                            f"developer measure {rec.measure} {rec.version}: {rec.state.value} "
+                            f"{rec.summary.get('statuses')}"
+                        )
+            except QmroctError as exc:  # the next round tries again; say why this one failed
+                self.errors.append(str(exc))
+                if self.report:
+                    self.report(f"developer sweep failed: {exc}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=300)
+
+
 def approve(
     ledger: Ledger,
     sb: Sandbox,
