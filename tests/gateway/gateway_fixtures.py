@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -223,3 +224,30 @@ def plant_dicom(planted: dict[str, str], *, birth_date: str = "19630417") -> byt
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+E2E_PLACES = ("e2e_first_name", "e2e_surname", "e2e_patient_id", "e2e_diagnosis")
+
+
+def e2e_chunk(kind: int, body: bytes) -> bytes:
+    """One E2E data chunk: the 60-byte MDbData header (size at 24, type at 52) and its body."""
+    header = bytearray(60)
+    header[0:8] = b"MDbData\0"
+    struct.pack_into("<I", header, 24, len(body))
+    struct.pack_into("<I", header, 52, kind)
+    return bytes(header) + body
+
+
+def plant_e2e(planted: dict[str, str]) -> bytes:
+    """A minimal E2E file: a patient chunk (type 9: first name at 0, surname at 31, patient id
+    at 102) and a diagnosis chunk (type 17), holding the planted values."""
+    patient = bytearray(131)
+    for place, at, width in (
+        ("e2e_first_name", 0, 31),
+        ("e2e_surname", 31, 66),
+        ("e2e_patient_id", 102, 25),
+    ):
+        raw = planted.get(place, "").encode()[: width - 1]
+        patient[at : at + len(raw)] = raw
+    diagnosis = planted.get("e2e_diagnosis", "none").encode() + b"\0"
+    return b"CMDb" + bytes(96) + e2e_chunk(9, bytes(patient)) + e2e_chunk(17, diagnosis)

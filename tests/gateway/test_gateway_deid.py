@@ -351,13 +351,17 @@ def test_e2e_timestamps_and_diagnosis_do_not_survive(pseudonyms: PseudonymStore)
     exam = b"\x11" * 16 + stamp
     bscan_meta = b"\x22" * 88 + stamp + b"\x33" * 8
     diagnosis = b"glaucoma, Quorvex family\0\0\0"
-    data = b"CMDb" + bytes(96) + b"".join(
-        [
-            _e2e_chunk(9, bytes(patient)),
-            _e2e_chunk(10005, exam),
-            _e2e_chunk(10004, bscan_meta),
-            _e2e_chunk(17, diagnosis),
-        ]
+    data = (
+        b"CMDb"
+        + bytes(96)
+        + b"".join(
+            [
+                _e2e_chunk(9, bytes(patient)),
+                _e2e_chunk(10005, exam),
+                _e2e_chunk(10004, bscan_meta),
+                _e2e_chunk(17, diagnosis),
+            ]
+        )
     )
     result = deidentify(data, pseudonyms, name="synthetic.e2e")
     assert len(result.data) == len(data)

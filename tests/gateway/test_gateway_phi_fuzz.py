@@ -2,10 +2,10 @@
 
 Each example plants fresh random strings in a random choice of places: DICOM elements (public
 and private, known and unknown, nested at any depth, file meta, preamble), .vol header fields,
-and the file's own name. The file goes through the whole gateway path into the local store;
-then every byte the store holds (objects, metadata, event queue), every object key and metadata
-value, every log line and every row of the gateway's state database is searched for each
-string in every encoding (:func:`gateway_fixtures.surviving`). The pseudonym table is the one
+.e2e patient and diagnosis chunks, and the file's own name. The file goes through the whole
+gateway path into the local store; then every byte the store holds (objects, metadata, event
+queue), every object key and metadata value, every log line and every row of the gateway's
+state database is searched for each string in every encoding (:func:`gateway_fixtures.surviving`). The pseudonym table is the one
 place meant to hold originals; it is checked to be private to its owner instead.
 """
 
@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from gateway_fixtures import DICOM_PLACES, plant_dicom, surviving
+from gateway_fixtures import DICOM_PLACES, E2E_PLACES, plant_dicom, plant_e2e, surviving
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qmroct.gateway.upload import Uploader
@@ -69,15 +69,16 @@ def test_planted_identifiers_never_leave_the_gateway(
     caplog.set_level(logging.DEBUG)
 
     @settings(
-        max_examples=12,
+        max_examples=15,
         deadline=None,
         derandomize=True,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(
-        kind=st.sampled_from(["dicom", "vol"]),
+        kind=st.sampled_from(["dicom", "vol", "e2e"]),
         dicom_places=st.sets(st.sampled_from(DICOM_PLACES), min_size=1, max_size=8),
         vol_places=st.sets(st.sampled_from(VOL_PLACES), min_size=1),
+        e2e_places=st.sets(st.sampled_from(E2E_PLACES), min_size=1),
         values=st.lists(phi, min_size=12, max_size=12, unique=True),
         name_phi=phi,
     )
@@ -85,14 +86,16 @@ def test_planted_identifiers_never_leave_the_gateway(
         kind: str,
         dicom_places: set[str],
         vol_places: set[str],
+        e2e_places: set[str],
         values: list[str],
         name_phi: str,
     ) -> None:
-        places = sorted(dicom_places if kind == "dicom" else vol_places)
-        planted = dict(zip(places, values, strict=False))
-        data = plant_dicom(planted) if kind == "dicom" else _vol(planted)
+        chosen = {"dicom": dicom_places, "vol": vol_places, "e2e": e2e_places}[kind]
+        planted = dict(zip(sorted(chosen), values, strict=False))
+        build = {"dicom": plant_dicom, "vol": _vol, "e2e": plant_e2e}[kind]
+        data = build(planted)
         assert surviving(data, planted) == list(planted)  # each place really holds its value
-        path = inbox / f"{name_phi} eye scan.{'dcm' if kind == 'dicom' else 'vol'}"
+        path = inbox / f"{name_phi} eye scan.{ {'dicom': 'dcm'}.get(kind, kind) }"
         path.write_bytes(data)
         caplog.clear()
 
