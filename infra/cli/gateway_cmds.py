@@ -33,7 +33,8 @@ def _uploader(settings: Settings, project: str | None, compress: str | None, pro
     if settings.store == "minio" and not settings.store_endpoint:
         raise click.UsageError("QMROCT_STORE_ENDPOINT is not set for the minio store")
     store = store_from_settings(settings, "gateway")
-    # The local store serves bytes as stored (no Content-Encoding), so it gets them raw.
+    # Both stores serve a gzip upload with its Content-Encoding; gzip pays on a clinic uplink,
+    # not on the loopback of the embedded store, so that one gets the bytes raw.
     default = "auto" if settings.store == "minio" else "none"
     return Uploader(
         store,
