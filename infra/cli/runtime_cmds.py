@@ -69,7 +69,11 @@ def build_cmd(manifest: Path, out: Path, with_virtualenv: bool, requirements: Pa
     default=None,
     help="the runtime's home folder (default: QMROCT_HOME or .qmroct)",
 )
-@click.option("--name", default=None, help="only this action")
+@click.option(
+    "--name",
+    default=None,
+    help="only this action: `pkg/action` for a packaged one, as `wsk activation list` takes it",
+)
 @click.option("--limit", type=int, default=30, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="full records as JSON")
 def activations_cmd(home: Path | None, name: str | None, limit: int, as_json: bool) -> None:
@@ -82,7 +86,9 @@ def activations_cmd(home: Path | None, name: str | None, limit: int, as_json: bo
         folder = folder / "whisk"  # the embedded stack keeps its runtime in <home>/whisk
     if not (folder / "activations").is_dir():
         raise click.ClickException(f"{folder}: no activation records (is this the runtime home?)")
-    records = ActivationStore(folder).list(name=name, limit=limit)
+    store = ActivationStore(folder)
+    records = store.list(name=name, limit=limit)
+    store.close()
     if as_json:
         click.echo(json.dumps([r.model_dump(exclude_none=True) for r in records], indent=2))
         return

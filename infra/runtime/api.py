@@ -1,8 +1,12 @@
-"""OpenWhisk's REST API (the subset qmroct and ``wsk`` use) on a loopback port.
+"""OpenWhisk's REST API, as ``wsk``, ``wskdeploy`` and the npm ``openwhisk`` client use it, on a
+loopback port.
 
 Every ``/api/v1`` call needs HTTP Basic ``uuid:key``; ``_`` stands for the default namespace.
-Status codes follow the controller: 200, 202 ``{"activationId"}``, 204 (no active rule),
-400, 401, 404, 409, 413, 429, 502.
+Actions, triggers, rules and packages have GET, list (``limit``/``skip``/``count``), PUT (409
+without ``overwrite=true`` on an existing one) and DELETE; rules take ``{"status"}`` posts;
+activations list, get, ``/logs`` and ``/result``. Status codes follow the controller
+(apache/openwhisk core/controller/src/main/scala/org/apache/openwhisk/core/controller/*.scala):
+200, 202 ``{"activationId"}``, 204 (no active rule), 400, 401, 404, 409, 413, 429, 502.
 """
 
 from __future__ import annotations
@@ -18,18 +22,20 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import ValidationError
+from qmroct.runtime import messages
 from qmroct.runtime.controller import (
     DEFAULT_BLOCKING_TIMEOUT_MS,
     SUPPORTED_KINDS,
     Controller,
     RequestError,
 )
-from qmroct.runtime.entities import ActionPut
+from qmroct.runtime.entities import ActionPut, EntityPut, RulePut
 from qmroct.runtime.invoker import Throttled
 from qmroct.runtime.messages import is_response_too_large
 from qmroct.runtime.records import DEVELOPER_ERROR, SUCCESS
 
 UNAUTHENTICATED = "The supplied authentication is invalid."
+ACTIVATION_ID_HEADER = "x-openwhisk-activation-id"
 NO_AUTH = "The resource requires authentication, which was not supplied with the request."
 _MAX_BODY = 64 * 1024 * 1024
 
@@ -43,6 +49,39 @@ def _int(query: dict[str, list[str]], name: str) -> int | None:
         return int(query[name][0]) if name in query else None
     except ValueError:
         return None
+
+
+def _list_window(collection: str, query: dict[str, list[str]]) -> tuple[int, int]:
+    """RestAPIs.scala stringToListLimit / stringToListSkip: limit 0 is the maximum, over 200
+    or not an integer is a 400, and so is a negative skip. The default limit is 30."""
+
+    def number(key: str, default: int) -> int:
+        raw = query.get(key, [str(default)])[0]
+        try:
+            return int(raw)
+        except ValueError:
+            raise RequestError(messages.not_an_integer(collection, raw)) from None
+
+    limit, skip = number("limit", 30), number("skip", 0)
+    if limit == 0:
+        limit = messages.MAX_LIST_LIMIT
+    if not 0 < limit <= messages.MAX_LIST_LIMIT:
+        raise RequestError(messages.list_limit_out_of_range(collection, limit))
+    if skip < 0:
+        raise RequestError(messages.list_skip_out_of_range(collection, skip))
+    return skip, limit
+
+
+def _epoch(query: dict[str, list[str]], name: str) -> int | None:
+    """Activations.scala stringToInstantDeserializer: epoch milliseconds, else a 400."""
+    if name not in query:
+        return None
+    try:
+        return int(query[name][0])
+    except ValueError:
+        raise RequestError(
+            f"Parameter is not a valid value for epoch seconds: {query[name][0]}"
+        ) from None
 
 
 def runtimes_document() -> dict[str, Any]:
@@ -107,9 +146,13 @@ def _make_handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
             """Quiet: the activation records are the log."""
 
         # -- plumbing -----------------------------------------------------------------------
-        def _send(self, status: int, payload: Any = None) -> None:
+        def _send(
+            self, status: int, payload: Any = None, headers: dict[str, str] | None = None
+        ) -> None:
             data = b"" if payload is None else json.dumps(payload).encode()
             self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             if payload is not None:
                 self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -162,11 +205,12 @@ def _make_handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
                 self._error(500, "There was an error processing your request.")
 
         def _route(self, method: str, parts: list[str], query: dict[str, list[str]]) -> None:
+            # Namespaces.scala: the subject's namespaces, as a list of names.
             if parts == ["namespaces"] and method == "GET":
                 self._send(200, [ctl.namespace])
                 return
             if len(parts) < 3 or parts[0] != "namespaces":
-                self._error(404, "The requested resource does not exist.")
+                self._error(404, messages.NOT_FOUND)
                 return
             ns, collection, rest = parts[1], parts[2], parts[3:]
             if ns not in ("_", ctl.namespace):
@@ -175,31 +219,136 @@ def _make_handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
             entity = "/".join(rest)
             if collection == "actions":
                 self._actions(method, entity, query)
-            elif collection == "triggers" and method == "POST" and entity:
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                activation_id = ctl.fire_trigger(entity, self._body(), headers)
-                if activation_id is None:
-                    self._send(204)
-                else:
-                    self._send(202, {"activationId": activation_id})
+            elif collection == "triggers":
+                self._triggers(method, entity, query)
+            elif collection == "rules":
+                self._rules(method, entity, query)
+            elif collection == "packages":
+                self._packages(method, entity, query)
             elif collection == "activations" and method == "GET":
                 self._activations(rest, query)
             elif collection == "limits" and method == "GET":
                 self._send(200, ctl.limits())
+            elif collection in ("activations", "limits"):
+                self._error(405, "HTTP method not allowed, supported methods: GET")
             else:
-                self._error(405 if collection in ("actions", "triggers") else 404, "Not supported.")
+                self._error(404, messages.NOT_FOUND)
+
+        def _list(self, collection: str, items: list[Any], query: dict[str, list[str]]) -> None:
+            """RestAPIs.scala ListLimit/ListSkip and ApiUtils countEntities: newest first."""
+            skip, limit = _list_window(collection, query)
+            if _flag(query, "count"):
+                self._send(200, {collection: max(len(items) - skip, 0)})
+                return
+            items = sorted(items, key=lambda e: e.updated, reverse=True)
+            self._send(200, [e.summary() for e in items[skip : skip + limit]])
 
         def _actions(self, method: str, path: str, query: dict[str, list[str]]) -> None:
-            if method == "GET" and not path:
-                self._send(200, [a.model_dump(exclude={"exec"}) for a in ctl.actions()])
+            if method == "GET" and not path.strip("/"):
+                self._list("actions", ctl.actions(), query)
+            elif method == "GET" and path.endswith("/") and "/" not in path.strip("/"):
+                # Actions.scala listPackageActions: GET actions/{pkg}/ lists that package.
+                ctl.get_package(path.strip("/"))
+                self._list("actions", ctl.package_actions(path.strip("/")), query)
             elif method == "GET":
-                self._send(200, ctl.get_action(path).model_dump())
+                code = query.get("code", ["true"])[0].lower() != "false"
+                self._send(200, ctl.get_action(path).to_json(code=code))
             elif method == "PUT":
                 put = ActionPut.model_validate(self._body())
                 entity = ctl.put_action(path, put, overwrite=_flag(query, "overwrite"))
-                self._send(200, entity.model_dump(exclude={"exec": {"code"}}))
+                self._send(200, entity.to_json(code=False))
             elif method == "POST":
                 self._invoke(path, query)
+            elif method == "DELETE":
+                self._send(200, ctl.delete_action(path).to_json(code=False))
+            else:
+                self._error(405, "Not supported.")
+
+        def _triggers(self, method: str, name: str, query: dict[str, list[str]]) -> None:
+            if method == "GET" and not name:
+                self._list("triggers", ctl.triggers(), query)
+            elif method == "GET":
+                trigger = ctl.get_trigger(name)
+                self._send(200, trigger.to_json(ctl.trigger_rules(trigger.name)))
+            elif method == "PUT":
+                put = EntityPut.model_validate(self._body())
+                entity = ctl.put_trigger(name, put=put, overwrite=_flag(query, "overwrite"))
+                self._send(200, entity.to_json(ctl.trigger_rules(entity.name)))
+            elif method == "POST" and name:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                body = self._body()
+                if not isinstance(body, dict):
+                    raise RequestError("The request content was malformed: not a JSON object.")
+                activation_id = ctl.fire_trigger(name, body, headers)
+                if activation_id is None:  # Triggers.scala: no active rule is NoContent
+                    self._send(204)
+                else:
+                    self._send(202, {"activationId": activation_id})
+            elif method == "DELETE" and name:
+                trigger = ctl.delete_trigger(name)
+                self._send(200, trigger.to_json())
+            else:
+                self._error(405, "Not supported.")
+
+        def _rules(self, method: str, name: str, query: dict[str, list[str]]) -> None:
+            if method == "GET" and not name:
+                self._list("rules", ctl.rules(), query)
+            elif method == "GET":
+                self._send(200, ctl.get_rule(name).to_json())
+            elif method == "PUT":
+                put = RulePut.model_validate(self._body())
+                old = next((r for r in ctl.rules() if r.name == name), None)
+                trigger = put.trigger or (old.trigger if old else None)
+                action = put.action or (old.action if old else None)
+                if not trigger or not action:
+                    raise RequestError(messages.RULE_NEEDS_TRIGGER_AND_ACTION)
+                rule = ctl.put_rule(
+                    name,
+                    trigger,
+                    action,
+                    overwrite=_flag(query, "overwrite"),
+                    annotations=put.annotations,
+                )
+                self._send(200, rule.to_json())
+            elif method == "POST" and name:
+                # Rules.scala activate: {"status": "active" | "inactive"}.
+                body = self._body()
+                status = body.get("status") if isinstance(body, dict) else None
+                if status not in ("active", "inactive"):
+                    raise RequestError("status must be 'active' or 'inactive'")
+                ctl.set_rule_state(name, status == "active")
+                self._send(200, {})
+            elif method == "DELETE" and name:
+                self._send(200, ctl.delete_rule(name).to_json())
+            else:
+                self._error(405, "Not supported.")
+
+        def _packages(self, method: str, name: str, query: dict[str, list[str]]) -> None:
+            if method == "GET" and not name:
+                self._list("packages", ctl.packages(), query)
+            elif method == "GET":
+                pkg = ctl.get_package(name)
+                doc = pkg.to_json()
+                # Packages.scala getPackage: with its actions' summaries, and its feeds.
+                doc["actions"] = [
+                    {
+                        "name": a.name,
+                        "version": a.version,
+                        "annotations": a.summary()["annotations"],
+                    }
+                    for a in ctl.package_actions(pkg.name)
+                ]
+                doc["feeds"] = []
+                self._send(200, doc)
+            elif method == "PUT":
+                body = self._body()
+                if isinstance(body, dict) and body.get("binding"):
+                    raise RequestError("package bindings are not supported by this deployment")
+                put = EntityPut.model_validate(body)
+                pkg = ctl.put_package(name, put=put, overwrite=_flag(query, "overwrite"))
+                self._send(200, pkg.to_json())
+            elif method == "DELETE" and name:
+                self._send(200, ctl.delete_package(name).to_json())
             else:
                 self._error(405, "Not supported.")
 
@@ -208,13 +357,15 @@ def _make_handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
             if not isinstance(body, dict):
                 raise RequestError("The request content was malformed: not a JSON object.")
             invocation = ctl.invoke(path, body)
+            # Actions.scala doInvoke: respondWithActivationIdHeader on 202 and on the result.
+            header = {ACTIVATION_ID_HEADER: invocation.activation_id}
             if not _flag(query, "blocking"):
-                self._send(202, {"activationId": invocation.activation_id})
+                self._send(202, {"activationId": invocation.activation_id}, header)
                 return
             timeout_ms = _int(query, "timeout") or DEFAULT_BLOCKING_TIMEOUT_MS
             record = invocation.wait(min(timeout_ms, 300000) / 1000)
             if record is None:
-                self._send(202, {"activationId": invocation.activation_id})
+                self._send(202, {"activationId": invocation.activation_id}, header)
                 return
             code = record.response.statusCode
             status = 200 if code == SUCCESS else 502 if code in (1, 2) else 500
@@ -222,33 +373,55 @@ def _make_handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
             if is_response_too_large(error):
                 status = 413
             if _flag(query, "result"):
-                self._send(status, record.response.result)
+                self._send(status, record.response.result, header)
             else:
-                self._send(status, record.model_dump(exclude_none=True))
+                self._send(status, record.model_dump(exclude_none=True), header)
 
         def _activations(self, rest: list[str], query: dict[str, list[str]]) -> None:
             if not rest:
-                limit = min(_int(query, "limit") or 30, 200)
-                records = ctl.store.list(
-                    name=query.get("name", [None])[0],
-                    since=_int(query, "since"),
-                    limit=limit,
-                    skip=_int(query, "skip") or 0,
-                )
-                docs = _flag(query, "docs")
-                self._send(
-                    200, [r.model_dump(exclude_none=True) if docs else r.summary() for r in records]
-                )
+                self._list_activations(query)
                 return
-            record = ctl.store.get(rest[0])
+            # Activations.scala entityname: ActivationId.parse rejects with 400, not 404.
+            aid = rest[0]
+            if len(aid) != 32:
+                raise RequestError(messages.activation_id_length(len(aid)))
+            if any(c not in "0123456789abcdefABCDEF" for c in aid):
+                raise RequestError(messages.ACTIVATION_ID_ILLEGAL)
+            record = ctl.store.get(aid)
             if record is None:
-                self._error(404, "The requested resource does not exist.")
+                self._error(404, messages.NOT_FOUND)
             elif rest[1:] == ["logs"]:
                 self._send(200, {"logs": record.logs})
             elif rest[1:] == ["result"]:
                 self._send(200, record.response.model_dump())
+            elif rest[1:]:
+                self._error(404, messages.NOT_FOUND)
             else:
                 self._send(200, record.model_dump(exclude_none=True))
+
+        def _list_activations(self, query: dict[str, list[str]]) -> None:
+            """Activations.scala list: skip, limit, count (not with docs), docs, name, since,
+            upto."""
+            skip, limit = _list_window("activations", query)
+            name = query.get("name", [None])[0]
+            if name is not None:
+                # Activations.scala stringToRestrictedEntityPath: name or pkg/name, no more.
+                parts = [p for p in name.split("/") if p]
+                if not parts or len(parts) > 2:
+                    raise RequestError(messages.bad_name_filter(name))
+                name = "/".join(parts)
+            since, upto = _epoch(query, "since"), _epoch(query, "upto")
+            docs, count = _flag(query, "docs"), _flag(query, "count")
+            if count and docs:
+                raise RequestError(messages.DOCS_WITH_COUNT)
+            if count:
+                n = ctl.store.count(name=name, since=since, upto=upto, skip=skip)
+                self._send(200, {"activations": n})
+                return
+            records = ctl.store.list(name=name, since=since, upto=upto, limit=limit, skip=skip)
+            self._send(
+                200, [r.model_dump(exclude_none=True) if docs else r.summary() for r in records]
+            )
 
         def do_GET(self) -> None:  # noqa: N802 - http.server naming
             self._dispatch("GET")

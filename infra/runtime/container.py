@@ -4,13 +4,15 @@ The process starts with a scrubbed environment (``PYTHONIOENCODING`` and ``__OW_
 the /init env and the per-run ``__OW_*`` variables are added inside it). It runs the host
 interpreter directly: the installed site-packages stand in for the runtime image.
 
-Memory: OpenWhisk caps a container's resident memory with a cgroup; here an address-space
-rlimit stands in for it, in two steps. Until /init is done the cap is ``memorySize +
-ADDRESS_SPACE_ALLOWANCE_MB``: the allowance covers what the interpreter, numpy, scipy and
-OpenBLAS reserve without using (about 345 MB of address space after importing numpy and scipy
-on a 2-core host, of which ~105 MB is resident). After /init the proxy lowers it to the address
-space already mapped plus ``memorySize`` minus the resident size, so a 512 MB action that
-imported numpy and scipy can allocate ~400 MB in main() and a 600 MB allocation fails.
+Memory: OpenWhisk caps a container's resident memory with a cgroup (``docker run --memory``);
+here the proxy watches its own resident size and exits with 137 past ``memorySize``, the same
+limit on the same quantity. Address space is not what the cgroup limits: the interpreter,
+numpy, scipy and OpenBLAS reserve about 345 MB of it (~105 MB resident), h5py and the Topcon
+readers reserve more after /init, so the address-space rlimit is only a backstop at
+``2 * memorySize + ADDRESS_SPACE_ALLOWANCE_MB``.
+
+The proxy also watches its parent: if the runtime dies (SIGKILL included), every container
+kills its own process group within a fraction of a second.
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ class Container:
                     "--ready-fd",
                     str(wfd),
                     "--address-space-mb",
-                    str(self.memory_mb + ADDRESS_SPACE_ALLOWANCE_MB),
+                    str(2 * self.memory_mb + ADDRESS_SPACE_ALLOWANCE_MB),
                     "--memory-mb",
                     str(self.memory_mb),
                     "--workdir",
@@ -159,6 +161,8 @@ class Container:
                     # A label for `qmroct monitor`, which finds containers by command line.
                     "--action",
                     self.key.split("@", 1)[0].rsplit("/", 1)[-1],
+                    "--parent-pid",
+                    str(os.getpid()),
                 ],
                 env={"PYTHONIOENCODING": "utf-8", **self.env},
                 stdin=subprocess.DEVNULL,
@@ -232,10 +236,18 @@ class Container:
             conn.close()
 
     def init(
-        self, name: str, main: str, code_b64: str, env: dict[str, str], timeout_ms: int
+        self,
+        name: str,
+        main: str,
+        code: str,
+        env: dict[str, str],
+        timeout_ms: int,
+        *,
+        binary: bool = True,
     ) -> Outcome:
-        """POST /init with the base64 zip; a failure destroys the container."""
-        value = {"name": name, "main": main, "binary": True, "code": code_b64, "env": env}
+        """POST /init with the code: a base64 zip (``binary``) or the source text, as the
+        invoker sends the action's ``exec``; a failure destroys the container."""
+        value = {"name": name, "main": main, "binary": binary, "code": code, "env": env}
         outcome = self._exchange("/init", {"value": value}, timeout_ms)
         if outcome.ok:
             self.initialized = True

@@ -19,14 +19,19 @@ from qmroct.errors import QmroctError
 from qmroct.runtime import messages
 from qmroct.runtime.container import LOG_DRAIN_TIMEOUT_S, ContainerStartError
 from qmroct.runtime.entities import (
+    BLACKBOX_KIND,
     SEQUENCE_KIND,
     ActionEntity,
     ActionLimits,
     ActionPut,
+    EntityPut,
+    PackageEntity,
     RuleEntity,
     TriggerEntity,
     as_dict,
+    as_pairs,
     bump,
+    is_binary_code,
 )
 from qmroct.runtime.invoker import Invoker, Lease, Throttled
 from qmroct.runtime.records import (
@@ -40,8 +45,19 @@ from qmroct.runtime.records import (
 )
 
 DEFAULT_BLOCKING_TIMEOUT_MS = 60000
-SUPPORTED_KINDS = ("python:3.11", "blackbox")
+# Every Python kind runs on the host interpreter: the installed site-packages stand in for the
+# runtime image. ``python:default`` resolves to the first (ExecManifest.resolveDefaultRuntime).
+DEFAULT_PYTHON_KIND = "python:3.11"
+SUPPORTED_KINDS = (DEFAULT_PYTHON_KIND, "python:3.12", "python:default", BLACKBOX_KIND)
 SEQUENCE_COMPONENT_MISSING = "Sequence component does not exist."
+CONFORMANCE = "Resource by this name exists but is not in this collection."
+
+
+def _keep(given: Any, old: Any) -> Any:
+    """A PUT field left out keeps the current value (the ``getOrElse`` of every update)."""
+    if given is not None:
+        return given
+    return [] if old is None else old
 
 
 class RequestError(QmroctError):
@@ -112,7 +128,7 @@ class Controller:
             container_env={"__OW_API_HOST": api_host},
         )
         self._lock = threading.RLock()
-        self._packages: dict[str, dict[str, Any]] = {}
+        self._packages: dict[str, PackageEntity] = {}
         self._actions: dict[str, ActionEntity] = {}
         self._triggers: dict[str, TriggerEntity] = {}
         self._rules: dict[str, RuleEntity] = {}
@@ -123,6 +139,9 @@ class Controller:
         self.invoker.container_env["__OW_API_HOST"] = api_host
 
     # -- entities ---------------------------------------------------------------------------
+    # Sources: core/controller/src/main/scala/org/apache/openwhisk/core/controller/Actions.scala,
+    # Triggers.scala, Rules.scala, Packages.scala and ApiUtils.scala (putEntity: 409 "resource
+    # already exists" without overwrite; deleteEntity answers the deleted entity).
     def _split(self, path: str) -> tuple[str | None, str]:
         parts = [p for p in path.strip("/").split("/") if p]
         if parts and parts[0] in (self.namespace, "_") and len(parts) > 1:
@@ -137,50 +156,131 @@ class Controller:
         pkg, name = self._split(path)
         return f"{pkg}/{name}" if pkg else name
 
-    def put_package(self, name: str, parameters: dict[str, Any]) -> None:
+    def _simple(self, path: str, what: str) -> str:
+        """The name of a trigger, rule or package: they live in the namespace, not a package."""
+        pkg, name = self._split(path)
+        if pkg is not None:
+            raise BadRequest(f"{what} {path!r}: {what}s cannot be in a package")
+        return name
+
+    def _exists(self, key: str, *, but: dict[str, Any]) -> None:
+        """ApiUtils.putEntity: a name taken in another collection is a 409 (conformance)."""
+        for other in (self._actions, self._triggers, self._rules, self._packages):
+            if other is not but and key in other:
+                raise Conflict(CONFORMANCE)
+
+    def put_package(
+        self,
+        name: str,
+        parameters: dict[str, Any] | None = None,
+        put: EntityPut | None = None,
+        *,
+        overwrite: bool = True,
+    ) -> PackageEntity:
+        """Packages.scala create/update: parameters replace, annotations merge."""
+        name = self._simple(name, "package")
+        put = put or EntityPut(parameters=as_pairs(parameters or {}))
         with self._lock:
-            self._packages[name] = dict(parameters)
+            self._exists(name, but=self._packages)
+            old = self._packages.get(name)
+            if old is not None and not overwrite:
+                raise Conflict(messages.EXISTS)
+            annotations = as_dict(old.annotations) if old else {}
+            annotations.update(as_dict(put.annotations or []))
+            entity = PackageEntity(
+                namespace=self.namespace,
+                name=name,
+                version=put.version or (bump(old.version) if old else "0.0.1"),
+                parameters=_keep(put.parameters, old.parameters if old else None),
+                annotations=as_pairs(annotations),
+                publish=_keep(put.publish, old.publish if old else False),
+            )
+            self._packages[name] = entity
+            return entity
+
+    def get_package(self, name: str) -> PackageEntity:
+        with self._lock:
+            entity = self._packages.get(self._simple(name, "package"))
+        if entity is None:
+            raise NotFound(messages.NOT_FOUND)
+        return entity
+
+    def packages(self) -> list[PackageEntity]:
+        with self._lock:
+            return list(self._packages.values())
+
+    def package_actions(self, name: str) -> list[ActionEntity]:
+        with self._lock:
+            return [a for a in self._actions.values() if a.package == name]
+
+    def delete_package(self, name: str) -> PackageEntity:
+        """Packages.scala remove: a package that still holds actions is a 409."""
+        entity = self.get_package(name)
+        with self._lock:
+            inside = self.package_actions(entity.name)
+            if inside:
+                raise Conflict(f"Package not empty (contains {len(inside)} entities)")
+            self._packages.pop(entity.name, None)
+        return entity
 
     def put_action(self, path: str, put: ActionPut, *, overwrite: bool = True) -> ActionEntity:
         """Create or update an action like ``PUT .../actions/{path}?overwrite=``.
 
         ``parameters`` replace the whole set, ``annotations`` merge, ``limits`` merge by field;
-        an update bumps the patch version, which forces cold starts.
+        an update bumps the patch version, which forces cold starts. Actions.scala
+        amendAnnotations adds ``provide-api-key: false`` on create (unless given) and always
+        sets the ``exec`` annotation to the kind; ``:default`` kinds resolve to the default
+        runtime (ExecManifest.resolveDefaultRuntime).
         """
         pkg, name = self._split(path)
         key = self._key(path)
         with self._lock:
+            if pkg is not None and pkg not in self._packages:
+                raise NotFound(messages.NOT_FOUND)
+            self._exists(key, but=self._actions)
             old = self._actions.get(key)
             if old is not None and not overwrite:
-                raise Conflict("resource already exists")
+                raise Conflict(messages.EXISTS)
             if put.exec is None and old is None:
                 raise BadRequest("exec undefined")
             exec_ = put.exec or old.exec  # type: ignore[union-attr]
+            if exec_.kind == "python:default":
+                exec_ = exec_.model_copy(update={"kind": DEFAULT_PYTHON_KIND})
             if exec_.kind == SEQUENCE_KIND:
-                for comp in exec_.components or []:
-                    if self._key(comp) not in self._actions:
-                        raise BadRequest(f"sequence component does not exist: {comp}")
+                if not exec_.components:
+                    raise BadRequest(messages.SEQUENCE_NO_COMPONENT)
+                resolved = []
+                for comp in exec_.components:
+                    comp_key = self._key(comp)
+                    if comp_key == key:
+                        raise BadRequest(messages.SEQUENCE_CYCLIC)
+                    if comp_key not in self._actions:
+                        raise BadRequest(SEQUENCE_COMPONENT_MISSING)
+                    resolved.append(self._actions[comp_key].fqn)
+                exec_ = exec_.model_copy(update={"components": resolved})
             elif exec_.kind not in SUPPORTED_KINDS:
                 raise BadRequest(messages.invalid_runtime(exec_.kind, SUPPORTED_KINDS))
-            elif not exec_.code:
+            elif not exec_.code and exec_.kind != BLACKBOX_KIND:
                 raise BadRequest("exec.code undefined")
+            exec_ = exec_.model_copy(update={"binary": is_binary_code(exec_.code)})
             limits = (old.limits if old else ActionLimits()).model_dump()
             limits.update(put.limits or {})
-            annotations = as_dict(old.annotations) if old else {}
+            annotations = as_dict(old.annotations) if old else {"provide-api-key": False}
             annotations.update(as_dict(put.annotations or []))
-            params = (
-                put.parameters if put.parameters is not None else (old.parameters if old else [])
-            )
+            annotations["exec"] = exec_.kind
+            params = _keep(put.parameters, old.parameters if old else None)
+            if exec_.kind == SEQUENCE_KIND:
+                params = []
             entity = ActionEntity(
                 namespace=self.namespace,
                 package=pkg,
                 name=name,
-                version=bump(old.version) if old else "0.0.1",
+                version=put.version or (bump(old.version) if old else "0.0.1"),
                 exec=exec_,
                 limits=ActionLimits.model_validate(limits),
                 parameters=params,
-                annotations=[KeyValue(key=k, value=v) for k, v in annotations.items()],
-                publish=put.publish if put.publish is not None else (old.publish if old else False),
+                annotations=as_pairs(annotations),
+                publish=_keep(put.publish, old.publish if old else False),
             )
             self._actions[key] = entity
         if old is not None:
@@ -191,51 +291,137 @@ class Controller:
         with self._lock:
             entity = self._actions.get(self._key(path))
         if entity is None:
-            raise NotFound(f"The requested resource does not exist: action {path}")
+            raise NotFound(f"{messages.NOT_FOUND[:-1]}: action {path}")
         return entity
 
     def actions(self) -> list[ActionEntity]:
         with self._lock:
             return list(self._actions.values())
 
-    def put_trigger(self, name: str, parameters: dict[str, Any] | None = None) -> TriggerEntity:
+    def delete_action(self, path: str) -> ActionEntity:
+        """Actions.scala remove: the entity goes, its warm containers with it."""
+        entity = self.get_action(path)
         with self._lock:
+            self._actions.pop(self._key(path), None)
+        self.invoker.retire(f"{entity.fqn}@")
+        return entity
+
+    def put_trigger(
+        self,
+        name: str,
+        parameters: dict[str, Any] | None = None,
+        put: EntityPut | None = None,
+        *,
+        overwrite: bool = True,
+    ) -> TriggerEntity:
+        name = self._simple(name, "trigger")
+        put = put or EntityPut(parameters=as_pairs(parameters or {}))
+        with self._lock:
+            self._exists(name, but=self._triggers)
             old = self._triggers.get(name)
+            if old is not None and not overwrite:
+                raise Conflict(messages.EXISTS)
+            annotations = as_dict(old.annotations) if old else {}
+            annotations.update(as_dict(put.annotations or []))
             entity = TriggerEntity(
                 namespace=self.namespace,
                 name=name,
-                version=bump(old.version) if old else "0.0.1",
-                parameters=[KeyValue(key=k, value=v) for k, v in (parameters or {}).items()],
+                version=put.version or (bump(old.version) if old else "0.0.1"),
+                parameters=_keep(put.parameters, old.parameters if old else None),
+                annotations=as_pairs(annotations),
+                publish=_keep(put.publish, old.publish if old else False),
             )
             self._triggers[name] = entity
             return entity
 
-    def put_rule(self, name: str, trigger: str, action: str, *, active: bool = True) -> RuleEntity:
+    def get_trigger(self, name: str) -> TriggerEntity:
         with self._lock:
-            if trigger not in self._triggers:
-                raise NotFound(f"The requested resource does not exist: trigger {trigger}")
-            self.get_action(action)
+            entity = self._triggers.get(self._simple(name, "trigger"))
+        if entity is None:
+            raise NotFound(messages.NOT_FOUND)
+        return entity
+
+    def triggers(self) -> list[TriggerEntity]:
+        with self._lock:
+            return list(self._triggers.values())
+
+    def trigger_rules(self, name: str) -> list[RuleEntity]:
+        with self._lock:
+            return [r for r in self._rules.values() if r.trigger == name]
+
+    def delete_trigger(self, name: str) -> TriggerEntity:
+        """Triggers.scala remove: the rules stay, pointing at a trigger that no longer fires."""
+        entity = self.get_trigger(name)
+        with self._lock:
+            self._triggers.pop(entity.name, None)
+        return entity
+
+    def put_rule(
+        self,
+        name: str,
+        trigger: str,
+        action: str,
+        *,
+        active: bool = True,
+        overwrite: bool = True,
+        annotations: list[KeyValue] | None = None,
+    ) -> RuleEntity:
+        """Rules.scala create/update: trigger and action must exist (400 otherwise); an
+        update keeps the rule's status, a new rule is active."""
+        name = self._simple(name, "rule")
+        trigger = self._simple(trigger, "trigger")
+        with self._lock:
+            self._exists(name, but=self._rules)
+            old = self._rules.get(name)
+            if old is not None and not overwrite:
+                raise Conflict(messages.EXISTS)
+            action_key = self._key(action)
+            if trigger not in self._triggers or action_key not in self._actions:
+                raise BadRequest(messages.RULE_NEEDS_TRIGGER_AND_ACTION)
+            merged = as_dict(old.annotations) if old else {}
+            merged.update(as_dict(annotations or []))
             rule = RuleEntity(
                 namespace=self.namespace,
                 name=name,
                 trigger=trigger,
-                action=self._key(action),
-                status="active" if active else "inactive",
+                action=action_key,
+                status=old.status if old else ("active" if active else "inactive"),
+                version=bump(old.version) if old else "0.0.1",
+                annotations=as_pairs(merged),
             )
             self._rules[name] = rule
             return rule
 
-    def set_rule_state(self, name: str, active: bool) -> None:
+    def get_rule(self, name: str) -> RuleEntity:
         with self._lock:
-            rule = self._rules.get(name)
-            if rule is None:
-                raise NotFound(f"The requested resource does not exist: rule {name}")
+            rule = self._rules.get(self._simple(name, "rule"))
+        if rule is None:
+            raise NotFound(messages.NOT_FOUND)
+        return rule
+
+    def rules(self) -> list[RuleEntity]:
+        with self._lock:
+            return list(self._rules.values())
+
+    def set_rule_state(self, name: str, active: bool) -> None:
+        """Rules.scala activate: the requested state, also when it is the current one (200)."""
+        rule = self.get_rule(name)
+        with self._lock:
+            if rule.trigger not in self._triggers:
+                raise NotFound("Only rules with existing triggers can be activated")
             rule.status = "active" if active else "inactive"
+
+    def delete_rule(self, name: str) -> RuleEntity:
+        rule = self.get_rule(name)
+        with self._lock:
+            self._rules.pop(rule.name, None)
+        return rule
 
     # -- invocation -------------------------------------------------------------------------
     def _bound(self, action: ActionEntity) -> dict[str, Any]:
         with self._lock:
-            bound = dict(self._packages.get(action.package or "", {}))
+            pkg = self._packages.get(action.package or "")
+            bound = as_dict(pkg.parameters) if pkg else {}
         bound.update(as_dict(action.parameters))
         return bound
 
@@ -357,6 +543,7 @@ class Controller:
                 action.exec.code or "",
                 init_env,
                 limits.timeout,
+                binary=action.exec.binary,
             )
             annotations["initTime"] = int((time.perf_counter() - t0) * 1000)
             if outcome.ok:
@@ -397,7 +584,8 @@ class Controller:
         record = ActivationRecord(
             activationId=activation_id,
             name=action.name,
-            namespace=action.path,
+            # WhiskActivation: the invoking namespace; the package is in the path annotation.
+            namespace=self.namespace,
             subject=self.namespace,
             version=action.version,
             start=start,
@@ -540,3 +728,4 @@ class Controller:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.invoker.shutdown()
+        self.store.close()

@@ -1,4 +1,8 @@
-"""The messages OpenWhisk answers with, word for word, so callers can match on them."""
+"""The messages OpenWhisk answers with, word for word, so callers can match on them.
+
+Most come from apache/openwhisk common/scala/src/main/scala/org/apache/openwhisk/http/
+ErrorResponse.scala (``Messages``).
+"""
 
 from __future__ import annotations
 
@@ -50,3 +54,33 @@ def logs_truncated(limit_bytes: int) -> str:
 
 def container_failed(reason: str) -> str:
     return f"Failed to provision resources to run the action. ({reason})"
+
+
+NOT_FOUND = "The requested resource does not exist."
+EXISTS = "resource already exists"  # ApiUtils.scala putEntity without overwrite
+SEQUENCE_NO_COMPONENT = "No component specified for the sequence."
+SEQUENCE_CYCLIC = "Sequence may not refer to itself."
+RULE_NEEDS_TRIGGER_AND_ACTION = "rule requires a valid trigger and a valid action"  # Rules.scala
+ACTIVATION_ID_ILLEGAL = "The activation id is not valid."
+DOCS_WITH_COUNT = "The parameter 'docs' is not permitted with 'count'."
+MAX_LIST_LIMIT = 200  # entitlement/Collection.scala MAX_LIST_LIMIT
+
+
+def activation_id_length(length: int) -> str:
+    return f"Activation id length is {length} but must be 32."
+
+
+def list_limit_out_of_range(collection: str, value: int, limit: int = MAX_LIST_LIMIT) -> str:
+    return f"The value '{value}' is not in the range of 0 to {limit} for {collection}."
+
+
+def list_skip_out_of_range(collection: str, value: int) -> str:
+    return f"The value '{value}' is not greater than or equal to 0 for {collection}."
+
+
+def not_an_integer(collection: str, value: str) -> str:
+    return f"The value '{value}' is not an integer for {collection}."
+
+
+def bad_name_filter(value: str) -> str:
+    return f"Parameter may be a 'simple' name or 'package-name/simple' name: {value}"

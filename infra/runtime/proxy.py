@@ -12,10 +12,11 @@ the action zip is the one the action imports). One process is one warm container
   exception answers 200 ``{"error": str(ex)}`` with the traceback on stderr. After each run the
   sentinel line goes to stdout and stderr, as the ActionLoop proxy writes it.
 
-The memory limit is an address-space rlimit: generous until /init is done (imports reserve
-much more address space than they use), then tightened to what is mapped plus the memory the
-action may still make resident. A MemoryError in the action ends the container (exit status
-137), as an out-of-memory kill ends a real one.
+The memory limit is on resident memory, as the container's cgroup sets it: a watcher thread
+ends the process (exit status 137, as an out-of-memory kill ends a real container) once its
+resident size passes ``--memory-mb``. An address-space rlimit well above that is only a
+backstop against runaway reservations; a MemoryError it causes ends the container the same way.
+Another watcher kills the process group when the parent (the runtime) is gone.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ import io
 import json
 import os
 import resource
+import signal
 import sys
 import tempfile
+import threading
+import time
 import traceback
 import zipfile
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -39,10 +43,6 @@ NOT_DICT = "The action did not return a dictionary or array."
 REINIT = "Cannot initialize the action more than once."
 UNINITIALIZED = "Cannot invoke an uninitialized action."
 START_FAILED = "Cannot start action. Check logs for details."
-
-
-# Room for the allocator's overhead and the small mappings later imports make.
-_SLACK_BYTES = 64 * 1024 * 1024
 
 
 class _State:
@@ -99,36 +99,52 @@ def _init(value: dict) -> tuple[int, dict]:
         sys.stderr.flush()
         return 502, {"error": START_FAILED}
     _State.main = entry
-    _tighten_memory_limit()
     return 200, {"ok": True}
 
 
-def _vm_and_rss() -> tuple[int, int]:
-    sizes = {}
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            if key in ("VmSize", "VmRSS"):
-                sizes[key] = int(rest.split()[0]) * 1024
-    return sizes.get("VmSize", 0), sizes.get("VmRSS", 0)
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+#: How often the resident size and the parent are checked.
+WATCH_INTERVAL_S = 0.01
 
 
-def _tighten_memory_limit() -> None:
-    """After /init, leave the action ``memory - resident`` bytes of new address space.
+def _resident_bytes() -> int:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * _PAGE
 
-    A cgroup caps resident memory; an rlimit caps address space, which numpy, scipy and
-    OpenBLAS reserve far beyond what they touch. Measured once the imports are done, the
-    address space already mapped is free and only what the action is still allowed to make
-    resident is added, so the cap behaves like the real one for allocations made in main().
+
+def _watch_memory(limit_bytes: int) -> None:
+    """The cgroup's job: end the container once its resident memory passes the limit.
+
+    OpenWhisk runs each container with ``docker run --memory`` (core/invoker/.../docker/
+    DockerContainer.scala), which caps resident memory, not address space: a library may
+    reserve as much address space as it likes (h5py, OpenBLAS, the Topcon readers do) as long
+    as it does not touch it. The kernel's OOM kill ends the container with status 137.
     """
-    if _State.memory_bytes <= 0:
-        return
-    vm, rss = _vm_and_rss()
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = vm + max(_State.memory_bytes - rss, 0) + _SLACK_BYTES
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    while True:
+        rss = _resident_bytes()
+        if rss > limit_bytes:
+            sys.stderr.write(
+                f"MemoryError: resident memory {rss >> 20} MB exceeds the action's limit of "
+                f"{limit_bytes >> 20} MB\n"
+            )
+            _emit_sentinel()
+            os._exit(EXIT_OOM)
+        time.sleep(WATCH_INTERVAL_S)
+
+
+def _watch_parent(parent: int) -> None:
+    """Die with the runtime: when the parent is gone (re-parented to init or a subreaper),
+    kill this container's process group, the action's own children included."""
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os.killpg(0, signal.SIGKILL)
+
+
+def _start_watchers(memory_bytes: int, parent: int) -> None:
+    if parent > 0:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if memory_bytes > 0:
+        threading.Thread(target=_watch_memory, args=(memory_bytes,), daemon=True).start()
 
 
 def _run(body: dict) -> tuple[int, object]:
@@ -197,6 +213,7 @@ def main() -> None:
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--workdir", default=tempfile.gettempdir())
     parser.add_argument("--action", default="", help="the action's name (a label only)")
+    parser.add_argument("--parent-pid", type=int, default=0)
     args = parser.parse_args()
     if args.address_space_mb > 0:
         limit = args.address_space_mb * 1024 * 1024
@@ -207,6 +224,7 @@ def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)
     _State.workdir = args.workdir
     _State.memory_bytes = args.memory_mb * 1024 * 1024
+    _start_watchers(_State.memory_bytes, args.parent_pid)
     server = HTTPServer(("127.0.0.1", 0), _Handler)
     # Like the ActionLoop launcher's {"ok": true} on fd 3: the parent learns we are up.
     with os.fdopen(args.ready_fd, "w") as ready:

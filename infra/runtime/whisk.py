@@ -7,6 +7,7 @@ REST API on loopback, and runs the alarm feeds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -19,7 +20,7 @@ from qmroct.runtime.actionzip import BuiltAction, build_actions, find_pyproject
 from qmroct.runtime.alarms import AlarmFeed
 from qmroct.runtime.api import ApiServer
 from qmroct.runtime.container import encode_zip
-from qmroct.runtime.controller import Controller
+from qmroct.runtime.controller import Controller, RequestError
 from qmroct.runtime.entities import SEQUENCE_KIND, ActionPut, Exec, as_pairs
 from qmroct.runtime.manifest import ALARM_FEED, Manifest, load_manifest
 from qmroct.runtime.records import ActivationRecord
@@ -211,6 +212,12 @@ class EmbeddedWhisk:
     def activations(
         self, name: str | None = None, since: int | None = None, limit: int | None = 30
     ) -> list[ActivationRecord]:
+        """Records, newest first; a bare name of one of the package's actions is qualified
+        (``measure-signal`` -> ``qmroct/measure-signal``), as the list filter needs it."""
+        if name and "/" not in name:
+            with contextlib.suppress(RequestError):
+                self.controller.get_action(self.qualify(name))
+                name = self.qualify(name)
         return self.controller.store.list(name=name, since=since, limit=limit)
 
     def activation(self, activation_id: str) -> ActivationRecord | None:

@@ -56,6 +56,12 @@ class MemoryStore:
         return f"http://store/{bucket}/{key}?op=put&type={content_type}"
 
 
+def _filter_name(record: dict[str, Any]) -> str:
+    path = next((a["value"] for a in record.get("annotations", []) if a["key"] == "path"), "")
+    parts = path.split("/")
+    return f"{parts[1]}/{record['name']}" if len(parts) == 3 else record["name"]
+
+
 class RecordingInvoker:
     """Records non-blocking invokes; throttles once ``budget`` invokes of run-* are used."""
 
@@ -76,8 +82,9 @@ class RecordingInvoker:
         return {"activationId": f"act{next(self._ids):04d}"}
 
     def activations(self, *, name=None, since=None, limit=200) -> list[dict[str, Any]]:
+        """Filtered as the real API filters: ``pkg/name`` for a packaged action's records."""
         self.listed += 1
-        return [r for r in self.records if name is None or r["name"] == name][:limit]
+        return [r for r in self.records if name is None or _filter_name(r) == name][:limit]
 
     def activation(self, activation_id: str) -> dict[str, Any]:
         """The record by id; the real client's NotFound (a 404) while none is stored."""

@@ -249,6 +249,8 @@ def test_lost_activation_is_redriven_from_its_record(ctx) -> None:
         {
             "activationId": job.activation_id,
             "name": "run-signal",
+            "namespace": "guest",
+            "annotations": [{"key": "path", "value": "guest/qmroct/run-signal"}],
             "start": 1,
             "end": 2,
             "response": {

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from qmroct.runtime import EmbeddedWhisk
+from upstack import UpStack, up_env
 
 ACTIONS: dict[str, str] = {
     "echo": """
@@ -149,3 +150,13 @@ def whisk(project: Path, tmp_path_factory: pytest.TempPathFactory) -> EmbeddedWh
     )
     with stack:
         yield stack
+
+
+@pytest.fixture(scope="module")
+def up_stack(tmp_path_factory: pytest.TempPathFactory) -> UpStack:
+    home = tmp_path_factory.mktemp("up") / "home"
+    stack = UpStack(home, up_env(home)).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()

@@ -97,9 +97,13 @@ def test_activation_listing(whisk: EmbeddedWhisk) -> None:
     since = int(time.time() * 1000)
     for n in range(3):
         _call(whisk, "POST", f"{NS}/actions/rt/add_one?blocking=true", json={"n": n})
-    listed = _call(whisk, "GET", f"{NS}/activations?name=add_one&limit=2&since={since}").json()
+    # A packaged action's records are found by pkg/name only, as the real filter finds them.
+    bare = _call(whisk, "GET", f"{NS}/activations?name=add_one&since={since}").json()
+    assert bare == []
+    listed = _call(whisk, "GET", f"{NS}/activations?name=rt/add_one&limit=2&since={since}").json()
     assert len(listed) == 2 and all(r["name"] == "add_one" for r in listed)
-    assert "logs" not in listed[0] and "result" not in listed[0]["response"]
+    assert all(r["namespace"] == "guest" and r["statusCode"] == 0 for r in listed)
+    assert "logs" not in listed[0] and "response" not in listed[0]
     docs = _call(whisk, "GET", f"{NS}/activations?name=rt/add_one&limit=1&docs=true").json()
     assert docs[0]["response"]["result"] == {"n": 3, "secret": None}
     assert _call(whisk, "GET", f"{NS}/activations/{'0' * 32}").status_code == 404
@@ -143,7 +147,8 @@ def test_wsk_update_bumps_version_and_forces_cold_start(whisk: EmbeddedWhisk) ->
     )
     updated = _call(whisk, "PUT", f"{path}?overwrite=true", json=body).json()
     assert updated["version"] == "0.0.2"
-    assert {a["key"] for a in updated["annotations"]} == {"a1", "a2"}
+    # Actions.scala amendAnnotations: provide-api-key on create, exec always.
+    assert {a["key"] for a in updated["annotations"]} == {"a1", "a2", "provide-api-key", "exec"}
     assert updated["parameters"] == [{"key": "p3", "value": 3}]
     second = _call(whisk, "POST", f"{path}?blocking=true", json={}).json()
     assert second["version"] == "0.0.2"

@@ -175,7 +175,9 @@ def test_client_against_embedded_server(whisk: EmbeddedWhisk) -> None:
     assert client.invoke("rt/add_one", {"n": 1}, blocking=True, result=True)["n"] == 2
     record = client.invoke("rt/add_one", {"n": 1}, blocking=True)
     assert client.activation(record["activationId"])["response"]["result"]["n"] == 2
-    assert client.activations(name="add_one", limit=1)[0]["activationId"] == record["activationId"]
+    assert (
+        client.activations(name="rt/add_one", limit=1)[0]["activationId"] == record["activationId"]
+    )
     with pytest.raises(ActionError, match="boom: no reason"):
         client.invoke("rt/boom", blocking=True, result=True)
     with pytest.raises(NotFound):
