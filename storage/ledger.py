@@ -719,19 +719,25 @@ class Ledger:
         return result_from_row(row)
 
     # ---- housekeeping (the scheduler tick) ----
-    def reclaim_expired(self) -> list[str]:
+    def reclaim_expired(self, *, every_lease: str = "") -> list[str]:
         """Re-drive every job whose lease expired: back to the queue, or dead when out of
-        attempts (each lease counted one). Returns the keys re-queued."""
+        attempts (each lease counted one). Returns the keys re-queued.
+
+        ``every_lease`` (a reason) reclaims every lease, expired or not: for a runtime that
+        just started and so knows none of the leased activations can still be running."""
         requeued: list[str] = []
         with self.db.transaction():
             now = self.clock()
+            expired = "" if every_lease else " AND lease_expires < :now"
             rows = self.db.query(
-                "SELECT * FROM jobs WHERE state = 'leased' AND lease_expires < :now"
+                "SELECT * FROM jobs WHERE state = 'leased'"
+                + expired
                 + self.db.for_update(skip_locked=True),
                 {"now": now},
             )
             for r in rows:
-                lost = f"lease expired (activation {r['activation_id'] or 'unknown'})"
+                lost = every_lease or "lease expired"
+                lost = f"{lost} (activation {r['activation_id'] or 'unknown'})"
                 if r["attempts"] >= r["max_attempts"]:
                     error = f"{lost}; out of attempts"
                     self.db.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,10 @@ import click
 from qmroct.config import load_settings
 
 _last_line = {"text": "", "at": 0.0}
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _progress(msg: str) -> None:
@@ -122,15 +127,30 @@ def up(
     State lives in QMROCT_HOME (default .qmroct). With --inbox, files dropped into the folder
     go through the gateway and every published measure runs on them. The web view is served
     on QMROCT_WEB_HOST:QMROCT_WEB_PORT (add users with `qmroct web user add`).
+    QMROCT_LEASE_SECONDS and QMROCT_MAX_ATTEMPTS set the job leases and retries. SIGTERM stops
+    it like Ctrl-C; if it is killed outright, its action workers exit on their own, and the
+    next start re-queues the jobs whose activations died with it.
     """
     from qmroct.embedded.stack import EmbeddedStack, StackOptions
 
     settings = load_settings()
-    stack = EmbeddedStack(settings.home, StackOptions(cap=cap or settings.max_inflight)).start()
+    options = StackOptions(
+        cap=cap or settings.max_inflight,
+        lease_s=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+    )
+    # SIGTERM stops the stack as Ctrl-C does, so its containers go with it.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    stack = EmbeddedStack(settings.home, options).start()
     watcher = None
     web_server = None
     sweeper = None
     try:
+        if stack.requeued_on_start:
+            click.echo(
+                f"re-queued {len(stack.requeued_on_start)} job(s) whose activation died "
+                "with the previous stack"
+            )
         if with_web:
             from qmroct.web.server import start as start_web
             from qmroct.web.state import WebSettings, WebState

@@ -30,10 +30,11 @@ from qmroct.policies import ROLES, role_policy
 from qmroct.runtime import EmbeddedWhisk
 from qmroct.secretfiles import write_private
 from qmroct.storage import buckets
-from qmroct.storage.ledger import Ledger
+from qmroct.storage.ledger import Ledger, Policy
 
 INGEST_TRIGGER = "image-stored"
 MEASURES_TRIGGER = "measure-published"
+TICK_TRIGGER = "scheduler-tick"
 
 
 class StackOptions(BaseModel):
@@ -69,6 +70,20 @@ class Idle(BaseModel):
     seconds: float
 
 
+RESTART_REASON = "the stack restarted; its activation died with the previous one"
+
+
+def _refuse_if_running(home: Path) -> None:
+    """Two stacks on one home would re-queue each other's jobs: refuse the second."""
+    try:
+        pid = int(json.loads((home / "stack.json").read_text())["pid"])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no stack announced, or its process is gone
+    if pid != os.getpid() and b"qmroct" in cmdline:
+        raise ConfigError(f"{home}: another qmroct stack (pid {pid}) is running on this home")
+
+
 def _secrets(home: Path) -> dict[str, Any]:
     # Kept beside the data so a restarted stack can still verify URLs it signed before.
     path = home / "secrets.json"
@@ -101,6 +116,7 @@ class EmbeddedStack:
         self.store: LocalStoreClient | None = None
         self.ow: OpenWhiskClient | None = None
         self.roles: dict[str, dict[str, str]] = {}
+        self.requeued_on_start: list[str] = []
 
     @property
     def ledger_url(self) -> str:
@@ -109,10 +125,18 @@ class EmbeddedStack:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> EmbeddedStack:
         self.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.home, 0o700)
+        _refuse_if_running(self.home)
         opts = self.options
         kept = _secrets(self.home)
         secret = kept["store_secret"]
-        self.ledger = Ledger.open(self.ledger_url)
+        self.ledger = Ledger.open(
+            self.ledger_url, policy=Policy(lease_s=opts.lease_s, max_attempts=opts.max_attempts)
+        )
+        # This stack's runtime has not started yet: an activation holding a lease died with
+        # the previous stack (killed, crashed), so its job goes back to the queue now, for
+        # the first scheduler tick, instead of after the lease.
+        self.requeued_on_start = self.ledger.reclaim_expired(every_lease=RESTART_REASON)
         self.folder_store = LocalFolderStore(self.home / "store", retry_interval=opts.event_retry_s)
         self.store_server = LocalStoreServer(self.folder_store, secret=secret).start()
         access_key = self.store_server.access_key
@@ -133,6 +157,7 @@ class EmbeddedStack:
             "QMROCT_STORE_SECRET_KEY": orch["secret_key"],
             "QMROCT_MAX_INFLIGHT": str(opts.cap),
             "QMROCT_LEASE_S": str(opts.lease_s),
+            "QMROCT_MAX_ATTEMPTS": str(opts.max_attempts),
             "QMROCT_SWEEP_S": str(opts.sweep_s),
             "QMROCT_XNAT_URL": opts.xnat_url,
             "QMROCT_XNAT_ALIAS": opts.xnat_alias,
@@ -149,6 +174,9 @@ class EmbeddedStack:
         self.ow = OpenWhiskClient(self.whisk.api_host, self.whisk.auth)
         self._wire_notifications()
         self._announce(access_key, secret)
+        if self.requeued_on_start:
+            # Tick now rather than one alarm period later: those jobs have waited enough.
+            self.whisk.fire_trigger(TICK_TRIGGER, {})
         return self
 
     def _announce(self, access_key: str, secret: str) -> None:
