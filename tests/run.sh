@@ -18,6 +18,16 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     echo "chromium and chromium-driver are missing: install them (apt-get) for tests/web" >&2
   fi
 fi
+# Action workers run under bubblewrap (Debian's bubblewrap) so they cannot read the stack's
+# credentials; the isolation tests need it.
+if ! command -v bwrap >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null
+  else
+    echo "bubblewrap is missing: install it (apt-get install bubblewrap) for tests/runtime" >&2
+  fi
+fi
 # A real PostgreSQL server for the ledger tests (installed from Debian's packages if missing).
 eval "$(bash infra/postgres/start-test-server.sh)"
 export QMROCT_TEST_PG_DSN QMROCT_TEST_PG_DIR

@@ -169,6 +169,9 @@ class EmbeddedStack:
             env,
             user_memory_mb=opts.user_memory_mb or max(8192, opts.cap * 512 + 2048),
             alarm_interval_s=opts.alarm_interval_s,
+            # The stack's home holds the credentials, the ledger and the store: no action
+            # sees it but for the files its bound parameters name (the ledger).
+            hidden=[self.home],
         )
         self.whisk.start()
         self.ow = OpenWhiskClient(self.whisk.api_host, self.whisk.auth)

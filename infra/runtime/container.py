@@ -43,10 +43,12 @@ from qmroct.runtime.records import (
     SUCCESS,
     ActivationResponse,
 )
+from qmroct.runtime.sandbox import wrap
 
 PROXY_SCRIPT = Path(__file__).with_name("proxy.py")
 ADDRESS_SPACE_ALLOWANCE_MB = 384
 EXIT_OOM = 137
+OOM_MARKER = ".out-of-memory"  # proxy.py leaves it when it exits for memory
 _START_TIMEOUT_S = 30.0
 # How long to wait for both sentinels once the run answered.
 LOG_DRAIN_TIMEOUT_S = 30.0
@@ -126,7 +128,17 @@ class _Logs:
 class Container:
     """A proxy process serving one action version, one activation at a time."""
 
-    def __init__(self, key: str, memory_mb: int, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        key: str,
+        memory_mb: int,
+        workdir: Path,
+        env: dict[str, str],
+        *,
+        sandbox: str | None = None,
+        hidden: list[Path] | None = None,
+        granted: list[Path] | None = None,
+    ) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.key = key
         self.memory_mb = memory_mb
@@ -137,6 +149,9 @@ class Container:
         self.busy = False
         self.last_used = time.monotonic()
         self.logs = _Logs()
+        self.sandbox = sandbox
+        self.hidden = list(hidden or [])
+        self.granted = list(granted or [])
         self._proc: subprocess.Popen[bytes] | None = None
         self._readers: list[threading.Thread] = []
 
@@ -146,24 +161,7 @@ class Container:
         rfd, wfd = os.pipe()
         try:
             self._proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-P",
-                    str(PROXY_SCRIPT),
-                    "--ready-fd",
-                    str(wfd),
-                    "--address-space-mb",
-                    str(2 * self.memory_mb + ADDRESS_SPACE_ALLOWANCE_MB),
-                    "--memory-mb",
-                    str(self.memory_mb),
-                    "--workdir",
-                    str(self.workdir),
-                    # A label for `qmroct monitor`, which finds containers by command line.
-                    "--action",
-                    self.key.split("@", 1)[0].rsplit("/", 1)[-1],
-                    "--parent-pid",
-                    str(os.getpid()),
-                ],
+                self._command(wfd),
                 env={"PYTHONIOENCODING": "utf-8", **self.env},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -174,6 +172,34 @@ class Container:
             )
         finally:
             os.close(wfd)
+        self._wait_ready(rfd)
+
+    def _command(self, ready_fd: int) -> list[str]:
+        argv = [
+            sys.executable,
+            "-P",
+            str(PROXY_SCRIPT),
+            "--ready-fd",
+            str(ready_fd),
+            "--address-space-mb",
+            str(2 * self.memory_mb + ADDRESS_SPACE_ALLOWANCE_MB),
+            "--memory-mb",
+            str(self.memory_mb),
+            "--workdir",
+            str(self.workdir),
+            # A label for `qmroct monitor`, which finds containers by command line.
+            "--action",
+            self.key.split("@", 1)[0].rsplit("/", 1)[-1],
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        if self.sandbox is None:
+            return argv
+        needed = [Path(sys.prefix), Path(sys.base_prefix), PROXY_SCRIPT.parent]
+        return wrap(self.sandbox, argv, self.workdir, self.hidden, self.granted, needed)
+
+    def _wait_ready(self, rfd: int) -> None:
+        assert self._proc is not None
         assert self._proc.stdout is not None and self._proc.stderr is not None
         for name, stream in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr)):
             t = threading.Thread(target=self._pump, args=(name, stream), daemon=True)
@@ -295,7 +321,9 @@ class Container:
         except subprocess.TimeoutExpired:
             rc = None
         abnormal = messages.ABNORMAL_INIT if init else messages.ABNORMAL_EXIT
-        if rc == EXIT_OOM:
+        if rc is not None and rc > 128 and self.sandbox is not None:
+            rc = 128 - rc  # bubblewrap reports its child's death by signal N as 128 + N
+        if (self.workdir / OOM_MARKER).exists() or rc == EXIT_OOM:
             msg = messages.OUT_OF_MEMORY
         elif rc is not None and rc < 0:
             msg = f"{abnormal} (killed by signal {signal.Signals(-rc).name})"

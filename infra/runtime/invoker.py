@@ -48,8 +48,13 @@ class Invoker:
         user_memory_mb: int = 2048,
         idle_timeout_s: float = 600.0,
         container_env: dict[str, str] | None = None,
+        hidden: list[Path] | None = None,
+        sandbox: str | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        # Containers run under bubblewrap (``sandbox``, see sandbox.py) with ``hidden`` empty.
+        self.hidden = list(hidden or [])
+        self.sandbox = sandbox
         self.user_memory_mb = user_memory_mb
         self.idle_timeout_s = idle_timeout_s
         self.container_env = container_env or {}
@@ -112,9 +117,18 @@ class Invoker:
             for victim in evicted:
                 victim.destroy()
 
-    def start(self, lease: Lease) -> Container:
-        """Start the container a cold lease reserved room for (the caller handles errors)."""
-        container = Container(lease.key, lease.memory_mb, self.workdir, self.container_env)
+    def start(self, lease: Lease, granted: list[Path] | None = None) -> Container:
+        """Start the container a cold lease reserved room for (the caller handles errors);
+        ``granted`` files stay visible to it inside the sandbox."""
+        container = Container(
+            lease.key,
+            lease.memory_mb,
+            self.workdir,
+            self.container_env,
+            sandbox=self.sandbox,
+            hidden=self.hidden,
+            granted=granted,
+        )
         try:
             container.start()
         except BaseException:

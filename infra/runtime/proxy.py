@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import importlib.util
 import io
 import json
@@ -48,7 +49,19 @@ START_FAILED = "Cannot start action. Check logs for details."
 class _State:
     main = None
     workdir = "."
+    marker_dir = "."
     memory_bytes = 0
+
+
+OOM_MARKER = ".out-of-memory"
+
+
+def _exit_out_of_memory() -> None:
+    """Exit 137 as an OOM-killed container does, leaving a marker: under bubblewrap a
+    SIGKILL also shows as 137 (128 + 9), and the runtime must tell the two apart."""
+    with contextlib.suppress(OSError):
+        open(os.path.join(_State.marker_dir, OOM_MARKER), "w").close()  # noqa: SIM115
+    os._exit(EXIT_OOM)
 
 
 def _emit_sentinel() -> None:
@@ -93,7 +106,7 @@ def _init(value: dict) -> tuple[int, dict]:
     except MemoryError:
         traceback.print_exc()
         _emit_sentinel()
-        os._exit(EXIT_OOM)
+        _exit_out_of_memory()
     except BaseException:  # noqa: BLE001 - any failure of user code is reported, not raised
         traceback.print_exc()
         sys.stderr.flush()
@@ -128,14 +141,27 @@ def _watch_memory(limit_bytes: int) -> None:
                 f"{limit_bytes >> 20} MB\n"
             )
             _emit_sentinel()
-            os._exit(EXIT_OOM)
+            _exit_out_of_memory()
         time.sleep(WATCH_INTERVAL_S)
 
 
+def _ppid_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _watch_parent(parent: int) -> None:
-    """Die with the runtime: when the parent is gone (re-parented to init or a subreaper),
-    kill this container's process group, the action's own children included."""
-    while os.getppid() == parent:
+    """Die with the runtime: once the runtime is gone (the process just below it, this one
+    or the sandbox launcher, re-parented to init or a subreaper), kill this container's
+    process group, the action's own children included."""
+    anchor, up = os.getpid(), os.getppid()
+    while up not in (parent, 0, 1):
+        anchor, up = up, _ppid_of(up)
+    while _ppid_of(anchor) == parent:
         time.sleep(0.2)
     os.killpg(0, signal.SIGKILL)
 
@@ -158,7 +184,7 @@ def _run(body: dict) -> tuple[int, object]:
     except MemoryError:
         traceback.print_exc()
         _emit_sentinel()
-        os._exit(EXIT_OOM)
+        _exit_out_of_memory()
     except BaseException as ex:  # noqa: BLE001 - the action's error becomes its result
         traceback.print_exc()
         return 200, {"error": str(ex)}
@@ -221,8 +247,10 @@ def main() -> None:
     # The interpreter coerces the C locale by exporting LC_CTYPE; the action's environment
     # must hold only what OpenWhisk gives it.
     os.environ.pop("LC_CTYPE", None)
+    os.environ.pop("PWD", None)  # bubblewrap's --chdir exports it
     sys.stdout.reconfigure(line_buffering=True)
     _State.workdir = args.workdir
+    _State.marker_dir = args.workdir
     _State.memory_bytes = args.memory_mb * 1024 * 1024
     _start_watchers(_State.memory_bytes, args.parent_pid)
     server = HTTPServer(("127.0.0.1", 0), _Handler)

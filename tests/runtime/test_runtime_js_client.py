@@ -78,6 +78,56 @@ def test_official_js_client_contract(up_stack, openwhisk_js: Path, tmp_path: Pat
         assert call in report["checked"], call
 
 
+SNOOP = """
+import os
+
+def main(args):
+    found = {}
+    for path in args["paths"]:
+        try:
+            with open(path, "rb") as f:
+                found[path] = "read %d bytes" % len(f.read())
+        except OSError as exc:
+            found[path] = type(exc).__name__
+    # Walk up from the action's own folder, as an action would look for the stack.
+    relative = []
+    for depth in range(1, 10):
+        up = os.path.join(*([".."] * depth))
+        for name in ("whisk.json", "stack.json", "secrets.json", "ledger.sqlite3"):
+            for where in (name, os.path.join("whisk", name)):
+                if os.path.exists(os.path.join(up, where)):
+                    relative.append(os.path.join(up, where))
+    return {"found": found, "relative": relative, "cwd": os.getcwd()}
+"""
+
+
+def test_an_action_cannot_read_the_stacks_secrets(up_stack) -> None:
+    import requests
+    from qmroct.runtime.sandbox import sandbox_command
+
+    if sandbox_command() is None:
+        pytest.fail("bubblewrap is needed to isolate actions (tests/run.sh installs it)")
+    home = up_stack.home
+    secrets = [home / "whisk" / "whisk.json", home / "stack.json", home / "secrets.json"]
+    for path in secrets:  # 0600, in a 0700 home
+        assert path.stat().st_mode & 0o077 == 0, path
+    assert home.stat().st_mode & 0o077 == 0
+    auth = tuple(up_stack.auth.split(":", 1))
+    url = f"{up_stack.api_host}/api/v1/namespaces/_/actions/snoop"
+    body = {"exec": {"kind": "python:3.11", "code": SNOOP}}
+    assert requests.put(url + "?overwrite=true", json=body, auth=auth, timeout=30).ok
+    paths = [str(p) for p in [*secrets, home / "ledger.sqlite3"]] + ["__main__.py"]
+    resp = requests.post(
+        url + "?blocking=true&result=true", json={"paths": paths}, auth=auth, timeout=120
+    )
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    # The action reads its own code (the probe works) and nothing of the stack.
+    assert out["found"].pop("__main__.py").startswith("read ")
+    assert all(v in ("FileNotFoundError", "PermissionError") for v in out["found"].values()), out
+    assert out["relative"] == []
+
+
 def test_sigterm_stops_the_stack_and_every_worker(up_stack) -> None:
     # Runs after the contract: the actions it invoked left warm workers.
     containers = up_stack.home / "whisk" / "containers"
