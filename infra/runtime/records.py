@@ -278,3 +278,43 @@ def read_activations(
     finally:
         store.close()
     return [r.model_dump(exclude_none=True) for r in records]
+
+
+def bench_records(count: int, folder: Path, *, names: int = 20) -> dict[str, float]:
+    """Write ``count`` small records under ``folder`` and time what the API does with them:
+    the newest 30, a name-filtered page deep in the list, a count, one record by id (ms)."""
+    import time
+
+    store = ActivationStore(folder, retention=count)
+    t0 = time.perf_counter()
+    ids = []
+    base = 1_700_000_000_000
+    for i in range(count):
+        rid = new_activation_id()
+        ids.append(rid)
+        store.put(
+            ActivationRecord(
+                activationId=rid,
+                name=f"measure-{i % names}",
+                namespace="guest",
+                version="0.0.1",
+                start=base + i,
+                end=base + i + 5,
+                duration=5,
+                response=ActivationResponse.of(SUCCESS, {"i": i}),
+                annotations=[KeyValue(key="path", value=f"guest/qmroct/measure-{i % names}")],
+            )
+        )
+    figures = {"write_per_record_ms": (time.perf_counter() - t0) * 1000 / max(count, 1)}
+    timed = {
+        "list_newest_30_ms": lambda: store.list(limit=30),
+        "list_by_name_skip_1000_ms": lambda: store.list(name="qmroct/measure-3", skip=1000),
+        "count_by_name_ms": lambda: store.count(name="qmroct/measure-3"),
+        "get_by_id_ms": lambda: store.get(ids[count // 2]),
+    }
+    for key, call in timed.items():
+        t0 = time.perf_counter()
+        call()
+        figures[key] = (time.perf_counter() - t0) * 1000
+    store.close()
+    return figures
