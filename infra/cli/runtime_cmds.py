@@ -101,6 +101,69 @@ def activations_cmd(home: Path | None, name: str | None, limit: int, as_json: bo
         )
 
 
+@click.command("deploy")
+@click.option("--apihost", required=True, help="the OpenWhisk API, e.g. https://openwhisk.example")
+@click.option("--auth", required=True, envvar="QMROCT_OW_AUTH", help="uuid:key (or QMROCT_OW_AUTH)")
+@click.option("--namespace", default="_", show_default=True)
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=Path),
+    default=Path("manifest.yaml"),
+    show_default=True,
+    help="the wskdeploy manifest",
+)
+@click.option(
+    "--image",
+    default=None,
+    help="runtime image built from layers/Dockerfile: actions become blackbox actions of it",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("build/actions"),
+    show_default=True,
+    help="where the zips are built",
+)
+@click.option("--insecure", is_flag=True, help="do not verify the API's TLS certificate")
+@click.option("--json", "as_json", is_flag=True, help="print the changes as JSON")
+def deploy_cmd(
+    apihost: str,
+    auth: str,
+    namespace: str,
+    manifest: Path,
+    image: str | None,
+    out: Path,
+    insecure: bool,
+    as_json: bool,
+) -> None:
+    """Deploy the manifest's package to an OpenWhisk by its REST API, changing only what differs.
+
+    Builds the action zips (the action folder plus the qmroct library, as `qmroct build`),
+    then creates or updates the package, actions, sequences, triggers (alarm feeds through the
+    alarms provider) and rules. Manifest `$VAR` inputs come from the environment. Prints one
+    line per entity (created, updated, unchanged, failed); a second run changes nothing.
+    """
+    from qmroct.clients.openwhisk import OpenWhiskClient
+    from qmroct.runtime.actionzip import build_actions, find_pyproject
+    from qmroct.runtime.deploy import Deployer
+    from qmroct.runtime.manifest import load_manifest
+
+    try:
+        parsed = load_manifest(manifest, dict(os.environ))
+        built = build_actions(parsed, out, find_pyproject(manifest.resolve().parent))
+        client = OpenWhiskClient(apihost, auth, namespace, verify=not insecure)
+        echo = None if as_json else (lambda c: click.echo(c.line()))
+        report = Deployer(client, parsed, built, image=image, echo=echo).deploy()
+    except QmroctError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+    else:
+        click.echo(report.summary())
+    if report.count("failed"):
+        raise SystemExit(1)
+
+
 @click.command("runtime")
 @click.option("--runs", type=int, default=50, show_default=True, help="warm activations")
 @click.option("--json", "as_json", is_flag=True)
@@ -117,8 +180,29 @@ def bench_runtime_cmd(runs: int, as_json: bool) -> None:
         click.echo("\n".join(figures.lines()))
 
 
+@click.command("activations")
+@click.option("--records", type=click.IntRange(1, 1_000_000), default=100_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_activations_cmd(records: int, as_json: bool) -> None:
+    """Activation-record store: write N records, then time list, filtered list, count, get."""
+    import tempfile
+
+    from qmroct.runtime.records import bench_records
+
+    with tempfile.TemporaryDirectory(prefix="qmroct-records-") as tmp:
+        figures = bench_records(records, Path(tmp), names=20)
+    if as_json:
+        click.echo(json.dumps({"records": records, **figures}, indent=2))
+        return
+    click.echo(f"{records} activation records")
+    for key, value in figures.items():
+        click.echo(f"  {key:<28} {value:10.3f}")
+
+
 def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
     """Add this module's commands to the ``qmroct`` command tree."""
     cli.add_command(build_cmd)
     cli.add_command(activations_cmd)
+    cli.add_command(deploy_cmd)
     groups["bench"].add_command(bench_runtime_cmd)
+    groups["bench"].add_command(bench_activations_cmd)

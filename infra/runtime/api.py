@@ -36,6 +36,7 @@ from qmroct.runtime.records import DEVELOPER_ERROR, SUCCESS
 
 UNAUTHENTICATED = "The supplied authentication is invalid."
 ACTIVATION_ID_HEADER = "x-openwhisk-activation-id"
+FEED_NAMESPACE, FEED_ACTION = "whisk.system", ["alarms", "alarm"]
 NO_AUTH = "The resource requires authentication, which was not supplied with the request."
 _MAX_BODY = 64 * 1024 * 1024
 
@@ -213,6 +214,9 @@ def _make_handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
                 self._error(404, messages.NOT_FOUND)
                 return
             ns, collection, rest = parts[1], parts[2], parts[3:]
+            if ns == FEED_NAMESPACE and collection == "actions" and rest == FEED_ACTION:
+                self._feed(method)
+                return
             if ns not in ("_", ctl.namespace):
                 self._error(403, f"The supplied authentication is not authorized to access '{ns}'.")
                 return
@@ -233,6 +237,22 @@ def _make_handler(api: ApiServer) -> type[BaseHTTPRequestHandler]:
                 self._error(405, "HTTP method not allowed, supported methods: GET")
             else:
                 self._error(404, messages.NOT_FOUND)
+
+        def _feed(self, method: str) -> None:
+            """The alarms provider's feed action, invoked as ``wsk trigger create --feed``
+            invokes it (blocking, with lifecycleEvent, triggerName, authKey, cron)."""
+            if method != "POST" or ctl.feed_provider is None:
+                self._error(404, messages.NOT_FOUND)
+                return
+            body = self._body()
+            if not isinstance(body, dict):
+                raise RequestError("The request content was malformed: not a JSON object.")
+            try:
+                result = ctl.feed_provider(body)
+            except ValueError as exc:
+                self._send(502, {"error": str(exc)})
+                return
+            self._send(200, result)
 
         def _list(self, collection: str, items: list[Any], query: dict[str, list[str]]) -> None:
             """RestAPIs.scala ListLimit/ListSkip and ApiUtils countEntities: newest first."""

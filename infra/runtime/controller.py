@@ -11,6 +11,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from qmroct.runtime.records import (
     KeyValue,
     new_activation_id,
 )
+from qmroct.runtime.sandbox import granted_files, sandbox_command
 
 DEFAULT_BLOCKING_TIMEOUT_MS = 60000
 # Every Python kind runs on the host interpreter: the installed site-packages stand in for the
@@ -115,6 +117,7 @@ class Controller:
         api_key: str = "",
         user_memory_mb: int = 2048,
         idle_timeout_s: float = 600.0,
+        hidden: list[Path] | None = None,
     ) -> None:
         self.home = Path(home)
         self.namespace = namespace
@@ -126,6 +129,9 @@ class Controller:
             user_memory_mb=user_memory_mb,
             idle_timeout_s=idle_timeout_s,
             container_env={"__OW_API_HOST": api_host},
+            # Actions never see the runtime's home (its credentials, the records) or ``hidden``.
+            hidden=[self.home.resolve(), *(Path(h).resolve() for h in hidden or [])],
+            sandbox=sandbox_command(),
         )
         self._lock = threading.RLock()
         self._packages: dict[str, PackageEntity] = {}
@@ -133,6 +139,8 @@ class Controller:
         self._triggers: dict[str, TriggerEntity] = {}
         self._rules: dict[str, RuleEntity] = {}
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="activation")
+        # The alarms provider (``/whisk.system/alarms/alarm``), when the runtime runs one.
+        self.feed_provider: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def set_api(self, api_host: str, api_key: str) -> None:
         self.api_host, self.api_key = api_host, api_key
@@ -522,7 +530,8 @@ class Controller:
             annotations["causedBy"] = "sequence"
         cold = lease.cold
         try:
-            container = lease.container or self.invoker.start(lease)
+            granted = granted_files(self._bound(action))
+            container = lease.container or self.invoker.start(lease, granted)
         except (ContainerStartError, OSError) as exc:
             msg = messages.container_failed(str(exc))
             response = ActivationResponse.error(INTERNAL_ERROR, msg)

@@ -72,7 +72,8 @@ class EmbeddedWhisk:
     """A local OpenWhisk honouring the real contract, started from a wskdeploy manifest.
 
     ``env`` resolves the manifest's ``$VAR`` inputs. ``alarm_interval_s`` makes alarm-fed
-    triggers fire every that many seconds instead of on their cron.
+    triggers fire every that many seconds instead of on their cron. Actions cannot see
+    ``home`` nor the ``hidden`` folders (see sandbox.py).
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class EmbeddedWhisk:
         idle_timeout_s: float = 600.0,
         namespace: str = "guest",
         pyproject: Path | None = None,
+        hidden: list[Path] | None = None,
     ) -> None:
         self.manifest_path = Path(manifest).resolve()
         self.home = Path(home).resolve()
@@ -95,12 +97,13 @@ class EmbeddedWhisk:
         self.idle_timeout_s = idle_timeout_s
         self.namespace = namespace
         self.pyproject = pyproject
+        self.hidden = list(hidden or [])
         self.manifest: Manifest | None = None
         self.package = ""
         self.built: list[BuiltAction] = []
         self._controller: Controller | None = None
         self._api: ApiServer | None = None
-        self._alarms: list[AlarmFeed] = []
+        self._alarms: dict[str, AlarmFeed] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> EmbeddedWhisk:
@@ -114,23 +117,43 @@ class EmbeddedWhisk:
             namespace=self.namespace,
             user_memory_mb=self.user_memory_mb,
             idle_timeout_s=self.idle_timeout_s,
+            hidden=self.hidden,
         )
         self._api = ApiServer(self._controller)
         self._controller.set_api(self._api.api_host, self._api.auth)
         self._api.start()
         deploy(self._controller, self.manifest, self.built)
+        self._controller.feed_provider = self._alarm_lifecycle
         for name, trig in pkg.triggers.items():
             if trig.feed == ALARM_FEED:
-                payload = trig.inputs.get("trigger_payload") or {}
-                feed = AlarmFeed(
-                    lambda n=name, p=payload: self.controller.fire_trigger(n, dict(p)),
-                    str(trig.inputs.get("cron", "* * * * *")),
-                    self.alarm_interval_s,
+                self._alarm_lifecycle(
+                    {**trig.inputs, "lifecycleEvent": "CREATE", "triggerName": name}
                 )
-                feed.start()
-                self._alarms.append(feed)
         self._write_connection_file()
         return self
+
+    def _alarm_lifecycle(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The alarms provider's feed action (``/whisk.system/alarms/alarm``): CREATE starts
+        firing ``triggerName`` on ``cron`` (with ``trigger_payload``), DELETE stops it, as
+        ``wsk trigger create/delete --feed`` and deployers drive it."""
+        name = str(params.get("triggerName", "")).strip("/").split("/")[-1]
+        event = str(params.get("lifecycleEvent", "")).upper()
+        old = self._alarms.pop(name, None)
+        if old is not None:
+            old.stop()
+        if event == "DELETE":
+            return {}
+        if event != "CREATE":
+            raise ValueError(f"alarm feed: lifecycleEvent {event!r} is not CREATE or DELETE")
+        payload = params.get("trigger_payload") or {}
+        feed = AlarmFeed(
+            lambda n=name, p=payload: self.controller.fire_trigger(n, dict(p)),
+            str(params.get("cron", "* * * * *")),
+            self.alarm_interval_s,
+        )
+        feed.start()
+        self._alarms[name] = feed
+        return {}
 
     def _write_connection_file(self) -> None:
         target = self.home / "whisk.json"
@@ -141,7 +164,7 @@ class EmbeddedWhisk:
             )
 
     def stop(self) -> None:
-        for feed in self._alarms:
+        for feed in self._alarms.values():
             feed.stop()
         self._alarms.clear()
         if self._api is not None:

@@ -105,6 +105,7 @@ class OpenWhiskClient:
         self.namespace = namespace or "_"
         self.timeout_s = timeout_s
         self.session = session or requests.Session()
+        self.auth = auth
         user, _, key = auth.partition(":")
         self.session.auth = (user, key)
         self.session.verify = verify
@@ -123,7 +124,10 @@ class OpenWhiskClient:
 
     # -- plumbing ---------------------------------------------------------------------------
     def _url(self, collection: str, name: str = "") -> str:
-        base = f"{self.api_host}/api/v1/namespaces/{quote(self.namespace, safe='')}/{collection}"
+        namespace = self.namespace
+        if name.startswith("/"):  # fully qualified: /namespace/[package/]name
+            namespace, _, name = name.strip("/").partition("/")
+        base = f"{self.api_host}/api/v1/namespaces/{quote(namespace, safe='')}/{collection}"
         return f"{base}/{quote(name.strip('/'), safe='/')}" if name else base
 
     def _call(
@@ -295,6 +299,39 @@ class OpenWhiskClient:
         what = f"get activation {activation_id}"
         resp = self._call(what, "GET", self._url("activations", activation_id))
         return self._checked(what, resp)
+
+    # -- entities (what `wsk <kind> get/update/delete` and deploy use) -----------------------
+    def get_entity(self, collection: str, name: str) -> dict[str, Any]:
+        """GET one action, trigger, rule or package; NotFound when there is none."""
+        what = f"get {collection[:-1]} {name}"
+        return self._checked(what, self._call(what, "GET", self._url(collection, name)))
+
+    def put_entity(
+        self, collection: str, name: str, body: Mapping[str, Any], *, overwrite: bool = True
+    ) -> dict[str, Any]:
+        """PUT (create or, with ``overwrite``, update) an action, trigger, rule or package."""
+        what = f"update {collection[:-1]} {name}"
+        query = {"overwrite": str(overwrite).lower()}
+        resp = self._call(what, "PUT", self._url(collection, name), params=query, body=dict(body))
+        return self._checked(what, resp)
+
+    def delete_entity(self, collection: str, name: str) -> dict[str, Any]:
+        what = f"delete {collection[:-1]} {name}"
+        return self._checked(what, self._call(what, "DELETE", self._url(collection, name)))
+
+    def set_rule_status(self, name: str, *, active: bool) -> None:
+        """Enable or disable a rule (``wsk rule enable/disable``)."""
+        what = f"{'enable' if active else 'disable'} rule {name}"
+        body = {"status": "active" if active else "inactive"}
+        self._checked(what, self._call(what, "POST", self._url("rules", name), body=body))
+
+    def namespace_name(self) -> str:
+        """The namespace ``_`` stands for (the subject's first namespace)."""
+        if self.namespace != "_":
+            return self.namespace
+        resp = self._call("list namespaces", "GET", f"{self.api_host}/api/v1/namespaces")
+        names = self._checked("list namespaces", resp) or ["_"]
+        return str(names[0])
 
     def limits(self) -> dict[str, Any]:
         resp = self._call("get limits", "GET", self._url("limits"))
