@@ -117,7 +117,7 @@ def _init(value: dict) -> tuple[int, dict]:
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 #: How often the resident size and the parent are checked.
-WATCH_INTERVAL_S = 0.01
+WATCH_INTERVAL_S = 0.02
 
 
 def _resident_bytes() -> int:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import write_project
 from qmroct.cli.main import cli
 from qmroct.clients.openwhisk import OpenWhiskClient
 from qmroct.runtime import EmbeddedWhisk
+from rtproject import write_project
 
 TARGET = """
 project:

@@ -18,6 +18,7 @@ from upstack import UpStack, gone, processes_under, up_env
 
 TICK_S = 2.0  # StackOptions.alarm_interval_s: the scheduler-tick alarm of `qmroct up`
 LEASE_S = 300
+MAX_ATTEMPTS = 5
 
 
 def _ledger(home: Path) -> Ledger:
@@ -45,7 +46,12 @@ def _wait(what: str, check, timeout_s: float, poll_s: float = 0.2):  # noqa: ANN
 def test_sigkill_mid_run_then_restart_finishes_every_job(tmp_path: Path) -> None:
     home, inbox = tmp_path / "home", tmp_path / "inbox"
     make_demo_scans(1, inbox)
-    env = up_env(home, QMROCT_MAX_INFLIGHT="2", QMROCT_LEASE_SECONDS=str(LEASE_S))
+    env = up_env(
+        home,
+        QMROCT_MAX_INFLIGHT="2",
+        QMROCT_LEASE_SECONDS=str(LEASE_S),
+        QMROCT_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
+    )
     first = UpStack(home, env, ("--inbox", str(inbox))).start()
     try:
         # Mid-run: activations hold leases, their workers are running.
@@ -57,6 +63,9 @@ def test_sigkill_mid_run_then_restart_finishes_every_job(tmp_path: Path) -> None
         )
         assert processes_under(home / "whisk" / "containers")
         first.stop(signal.SIGKILL)
+        # The settings reached the actions that enqueue and lease the jobs.
+        assert {j.max_attempts for j in _jobs(home)} == {MAX_ATTEMPTS}
+        assert all(abs(j.lease_expires - j.leased_at - LEASE_S) < 1 for j in leased)
     finally:
         if first.proc is not None and first.proc.poll() is None:
             first.stop(signal.SIGKILL)
