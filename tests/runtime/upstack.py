@@ -25,7 +25,7 @@ class UpStack:
     def start(self, timeout_s: float = 120.0) -> UpStack:
         log = open(self.home.parent / f"{self.home.name}-up.log", "a")  # noqa: SIM115 - kept open
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("qmroct")), "up", *self.args],
+            [str(Path(sys.executable).with_name("qmroct")), "up", "--no-web", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
