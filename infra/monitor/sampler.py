@@ -72,6 +72,8 @@ def _label_for(proc: psutil.Process) -> str | None:
         return None
     if name in ("postgres", "postmaster"):
         return "postgresql"
+    if name == "bwrap":  # a container's sandbox launcher (runtime/sandbox.py): count the proxy
+        return None
     joined = " ".join(cmd)
     # The proxy script is an argument of its own (``python -P .../runtime/proxy.py ...``).
     if any(Path(a).name == "proxy.py" for a in cmd):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ctypes
 import importlib.util
 import io
 import json
@@ -40,6 +41,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 EXIT_OOM = 137
+EXIT_KILLED = 128 + 9
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 NOT_DICT = "The action did not return a dictionary or array."
 REINIT = "Cannot initialize the action more than once."
 UNINITIALIZED = "Cannot invoke an uninitialized action."
@@ -166,7 +169,22 @@ def _watch_parent(parent: int) -> None:
     os.killpg(0, signal.SIGKILL)
 
 
+def _die_with_launcher(parent: int) -> None:
+    """Under a sandbox launcher (bubblewrap), die the moment the launcher does: killing the
+    container's process kills the action, as killing a container does. The launcher is
+    single-threaded, so PR_SET_PDEATHSIG is exact there (with a threaded parent, the signal
+    would follow the thread that forked, hence the watcher below for the runtime itself)."""
+    launcher = os.getppid()
+    if parent <= 0 or launcher == parent:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != launcher:  # it died before the prctl
+        os._exit(EXIT_KILLED)
+
+
 def _start_watchers(memory_bytes: int, parent: int) -> None:
+    _die_with_launcher(parent)
     if parent > 0:
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     if memory_bytes > 0:

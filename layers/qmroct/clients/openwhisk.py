@@ -318,6 +318,18 @@ class OpenWhiskClient:
         what = f"delete {collection[:-1]} {name}"
         return self._checked(what, self._call(what, "DELETE", self._url(collection, name)))
 
+    def ensure_package(self, name: str) -> None:
+        """Create package ``name`` unless it exists: an action cannot be put into a package
+        that does not exist (404, as ``wsk action create pkg/a`` answers)."""
+        try:
+            self.get_entity("packages", name)
+        except NotFound:
+            try:
+                self.put_entity("packages", name, {}, overwrite=False)
+            except OpenWhiskError as exc:
+                if exc.status != 409:  # created meanwhile is fine
+                    raise
+
     def set_rule_status(self, name: str, *, active: bool) -> None:
         """Enable or disable a rule (``wsk rule enable/disable``)."""
         what = f"{'enable' if active else 'disable'} rule {name}"

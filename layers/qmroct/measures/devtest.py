@@ -256,7 +256,7 @@ def deploy_dev_zip(ow: Any, name: str, version: str, data: bytes) -> str:
     import io
     import zipfile
 
-    from qmroct.measures.scaffold import MEASURE_ANNOTATION, VERSION_ANNOTATION
+    from qmroct.measures.scaffold import DEV_PACKAGE, MEASURE_ANNOTATION, VERSION_ANNOTATION
 
     try:
         names = zipfile.ZipFile(io.BytesIO(data)).namelist()
@@ -264,6 +264,7 @@ def deploy_dev_zip(ow: Any, name: str, version: str, data: bytes) -> str:
         raise ConfigError(f"measure-{name}.zip: not a zip file: {exc}") from exc
     if "__main__.py" not in names:
         raise ConfigError(f"measure-{name}.zip: no __main__.py at the top of the zip")
+    ow.ensure_package(DEV_PACKAGE)
     ow.update_action(
         dev_action(name),
         data,
