@@ -20,6 +20,7 @@ import requests
 
 from qmroct.errors import ConfigError, QmroctError
 
+
 class OpenWhiskError(QmroctError):
     """An OpenWhisk API call failed; ``status`` is the HTTP status, ``body`` the JSON answer."""
 
