@@ -19,8 +19,8 @@ from qmroct.storage.records import MeasureState
 from qmroct.storage.reviews import Reviews
 from qmroct.web.server import start
 from qmroct.web.state import WebSettings, WebState
+from web_support import PASSWORD
 
-PASSWORD = "correct horse battery"
 NAME = "web_probe"
 
 
