@@ -66,6 +66,37 @@ def scale_bar(rgb: np.ndarray, lateral_um: float, axial_um: float) -> np.ndarray
     return np.asarray(im)
 
 
+def mark_runs(
+    rgb: np.ndarray,
+    found: np.ndarray,
+    top: np.ndarray,
+    bottom: np.ndarray,
+    color: RGB,
+    label: str,
+) -> np.ndarray:
+    """A box around every run of A-scans where ``found`` is True, from the ``top`` to the
+    ``bottom`` rows of the run (NaN ignored), labelled; nothing is drawn where nothing was
+    found."""
+    cols = np.flatnonzero(np.asarray(found, bool))
+    if cols.size == 0:
+        return rgb
+    im = Image.fromarray(np.ascontiguousarray(rgb))
+    d = ImageDraw.Draw(im)
+    h = rgb.shape[0]
+    xs = rgb.shape[1] / max(1, len(found))
+    breaks = np.flatnonzero(np.diff(cols) > 1)
+    starts = np.concatenate([[cols[0]], cols[breaks + 1]])
+    ends = np.concatenate([cols[breaks], [cols[-1]]])
+    for a, b in zip(starts, ends, strict=True):
+        t = top[a : b + 1][np.isfinite(top[a : b + 1])]
+        u = bottom[a : b + 1][np.isfinite(bottom[a : b + 1])]
+        y0 = max(1.0, float(t.min()) - 6 if t.size else 2.0)
+        y1 = min(h - 2.0, float(u.max()) + 6 if u.size else h - 3.0)
+        d.rectangle([a * xs - 1, y0, (b + 1) * xs, y1], outline=color, width=2)
+        _text(d, (a * xs, max(0.0, y0 - 12)), label, color)
+    return np.asarray(im)
+
+
 def gray_rgb(img: np.ndarray, *, lo: float | None = None, hi: float | None = None) -> np.ndarray:
     """A display image (NaN shown black) as uint8 RGB, windowed to [lo, hi] (P0.5..P99.5)."""
     a = np.asarray(img, dtype=np.float32)
@@ -177,18 +208,22 @@ def plot(
     ylim: tuple[float, float] | None = None,
     xlabel: str = "",
     ylabel: str = "",
+    points: Sequence[tuple[float, float, RGB, str]] = (),
 ) -> np.ndarray:
     """A small line plot: each series is (y values, colour, label); NaN breaks the line.
 
     ``hlines`` draws thresholds, ``vlines`` marks x positions (fractional indices), ``highlight``
     marks x indices (e.g. blink B-scans) in red; ``xlabel`` and ``ylabel`` name the axes with
-    their units.
+    their units; ``points`` marks graded values (x, y, colour, label) with a ring and the value.
     """
     im = Image.new("RGB", (width, height), BG)
     d = ImageDraw.Draw(im)
     left, right, top, bottom = 44, width - 8, 18, height - 16
     ys = [np.asarray(s, float) for s, _, _ in series]
-    allv = np.concatenate([y[np.isfinite(y)] for y in ys] + [np.array([v for v, _, _ in hlines])])
+    allv = np.concatenate(
+        [y[np.isfinite(y)] for y in ys]
+        + [np.array([v for v, _, _ in hlines]), np.array([v for _, v, _, _ in points])]
+    )
     if ylim is None:
         lo, hi = (float(allv.min()), float(allv.max())) if allv.size else (0.0, 1.0)
         pad = 0.08 * ((hi - lo) or abs(hi) or 1.0)
@@ -235,6 +270,11 @@ def plot(
         elif len(seg) == 1:
             x0, y0 = seg[0]
             d.ellipse([x0 - 2, y0 - 2, x0 + 2, y0 + 2], fill=c)
+    for x0, v, c, label in points:
+        x, y = px(x0, v)
+        d.ellipse([x - 4, y - 4, x + 4, y + 4], outline=c, width=2)
+        tx = min(x + 6, right - d.textlength(label, font=_FONT))
+        _text(d, (tx, max(top, y - 12)), label, c)
     d.text((4, top - 2), f"{hi:.3g}", fill=GREY, font=_FONT)
     d.text((4, bottom - 10), f"{lo:.3g}", fill=GREY, font=_FONT)
     if ylabel:

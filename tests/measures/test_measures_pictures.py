@@ -83,3 +83,42 @@ def test_micro_sign_and_scale_bars_are_drawn():
     barred = pictures.scale_bar(blank, 10.0, 4.0)
     corner = barred[100:, :200].astype(int).sum()
     assert corner > 0 and barred[:60, 200:].sum() == 0  # only in the lower left corner
+
+
+def test_units_say_micrometres_in_values_and_pictures():
+    from qmroct.measures.base import registry
+
+    for name, cls in registry().items():
+        for value, doc in getattr(cls, "values_doc", {}).items():
+            unit = doc[0]
+            assert "um" not in unit.split(), (name, value, unit)
+            if value.endswith("_um"):
+                assert "µm" in unit, (name, value, unit)
+    # The picture font draws the micro sign: "µm" and "um" render differently.
+    a = pictures.panel(np.zeros((20, 640, 3), np.uint8), "200 µm")
+    b = pictures.panel(np.zeros((20, 640, 3), np.uint8), "200 um")
+    assert not np.array_equal(a, b)
+
+
+def test_markers_only_where_something_was_found():
+    rgb = np.zeros((60, 100, 3), np.uint8)
+    top, bottom = np.full(100, 20.0), np.full(100, 40.0)
+    nothing = pictures.mark_runs(rgb, np.zeros(100, bool), top, bottom, pictures.RED, "hole")
+    assert np.array_equal(nothing, rgb)
+    found = np.zeros(100, bool)
+    found[30:40] = True
+    out = pictures.mark_runs(rgb, found, top, bottom, pictures.RED, "hole")
+    red = np.all(out == pictures.RED, axis=2)
+    cols = np.flatnonzero(red.any(axis=0))
+    assert cols.min() >= 28 and cols.max() <= 45  # the box (and its label) around the run
+    assert red[:, :25].sum() == 0 and red[:, 50:].sum() == 0
+    # A plot marks a graded value only when it is given one.
+    y = np.linspace(0, 1, 50)
+    plain = pictures.plot([(y, pictures.WHITE, "")], hlines=[(0.5, pictures.RED, "flag")])
+    marked = pictures.plot(
+        [(y, pictures.WHITE, "")],
+        hlines=[(0.5, pictures.RED, "flag")],
+        points=[(40, y[40], pictures.ORANGE, "0.8")],
+    )
+    assert not np.all(plain == pictures.ORANGE, axis=2).any()
+    assert np.all(marked == pictures.ORANGE, axis=2).any()

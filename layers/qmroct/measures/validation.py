@@ -129,6 +129,18 @@ GRADER_SEVERITY: dict[str, GraderSeverity] = {
         "37% thickening, far beyond the +-16% (2 SD) normal central thickness "
         "(Grover et al., Ophthalmology 2009): pathology for OSCAR-IB R",
     ),
+    "drusen": GraderSeverity(
+        0.1,
+        0.25,
+        "drusen over 125 um wide are large drusen, the sign of intermediate AMD (Beckman "
+        "classification, Ferris et al., Ophthalmology 2013): pathology for OSCAR-IB R",
+    ),
+    "macular_hole": GraderSeverity(
+        0.1,
+        0.25,
+        "a full-thickness hole of about 260 um, a medium hole (IVTS, Duker et al., "
+        "Ophthalmology 2013); any full-thickness hole is pathology for OSCAR-IB R",
+    ),
 }
 
 
@@ -165,6 +177,9 @@ PROBES: tuple[Probe, ...] = (
     Probe("illumination", "shadowing", "weakest_sector_deficit_db", +1),
     Probe("beam_placement", "tilt", "tilt_abs_max_deg", +1),
     Probe("pathology_flag", "oedema", "fluid_fraction", +1),
+    Probe("pathology_flag", "drusen", "drusen_height_um", +1),
+    # The small volume's B-scans pass 200 um either side of the fovea, so a line through it.
+    Probe("pathology_flag", "macular_hole", "hole_width_um", +1, "line"),
 )
 
 #: Cross-talk that follows from the physics of the defect, not from a flaw of the measure.

@@ -71,3 +71,82 @@ def cavity_columns(
     cavity = opened.any(axis=1)
     assessable = np.isfinite(ref) & (ref > MIN_CONTRAST * noise)
     return cavity & assessable, assessable
+
+
+def rpe_floor(bm: np.ndarray, *, degree: int = 2, iterations: int = 5) -> np.ndarray:
+    """Per B-scan, the RPE floor under drusen: a polynomial fitted to the RPE/BM rows from below.
+
+    The posterior pole over a macular B-scan is close to a sphere cut by a plane, so a
+    quadratic (curvature and tilt) carries the healthy RPE; drusen lift it above that floor.
+    The fit is robust one-sided: points more than 2.5 robust SDs (at least one pixel) above
+    the floor are left out and the fit repeated, so drusen do not pull the floor up (the normal
+    RPE floor as a smooth fit under the RPE, Chen et al., Med Image Anal 2013).
+    ``bm`` (n, w) rows, NaN where unknown; returns the floor rows, NaN where too few points.
+    """
+    n, w = bm.shape
+    floor = np.full((n, w), np.nan)
+    u = np.linspace(-1.0, 1.0, w)
+    for b in range(n):
+        keep = np.isfinite(bm[b])
+        if keep.sum() < max(8, 4 * (degree + 1)):
+            continue
+        for _ in range(iterations):
+            coef = np.polyfit(u[keep], bm[b, keep], degree)
+            fit = np.polyval(coef, u)
+            lift = fit - bm[b]  # rows above the floor (image rows grow downwards)
+            r = lift[keep]
+            sd = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+            nxt = np.isfinite(bm[b]) & (lift < max(2.5 * sd, 1.0))
+            if nxt.sum() < max(8, 4 * (degree + 1)) or np.array_equal(nxt, keep):
+                break
+            keep = nxt
+        floor[b] = np.polyval(np.polyfit(u[keep], bm[b, keep], degree), u)
+    return floor
+
+
+def elevation_over_width(lift_um: np.ndarray, width_px: int) -> np.ndarray:
+    """Per A-scan, the height the RPE keeps over ``width_px`` neighbouring A-scans: the largest
+    h such that a run of ``width_px`` A-scans through it all stand at least h above the floor.
+
+    A morphological opening along each B-scan: a single-pixel spike of the boundary is no
+    druse; a druse is a lift over a druse's width. NaN counts as no lift.
+    """
+    a = np.nan_to_num(lift_um, nan=0.0)
+    if width_px <= 1:
+        return a
+    return ndimage.grey_opening(a, size=(1, width_px))
+
+
+def rpe_rows(
+    img: np.ndarray, floor: np.ndarray, top: np.ndarray, *, below_px: int, level: float = 0.35
+) -> np.ndarray:
+    """Per A-scan, the lower edge of the RPE searched near its floor, independently of the
+    layer segmentation's BM (whose boundaries are smoothed across neighbours and bridge drusen).
+
+    ``img`` (n, h, w) smoothed reflectivity, ``floor`` (n, w) rows, ``top`` (n, w) the highest
+    row to search (below the bright inner retina, e.g. half-way down from the ILM). In the
+    window from ``top`` to ``below_px`` under the floor, the RPE is the deepest bright band:
+    the deepest row brighter than ``level`` of the way from the window's 10th percentile to its
+    maximum (the choroid below it and druse material under a lifted RPE are darker).
+    Returns rows (float, NaN where the floor or top is unknown).
+    """
+    n, h, w = img.shape
+    out = np.full((n, w), np.nan)
+    for b in range(n):
+        ok = np.isfinite(floor[b]) & np.isfinite(top[b])
+        if not ok.any():
+            continue
+        cols = np.flatnonzero(ok)
+        f = np.round(floor[b, cols]).astype(int)
+        above = np.clip(f - np.round(top[b, cols]).astype(int), 1, None)
+        offs = np.arange(-int(above.max()), below_px + 1)
+        rows = np.clip(f[None, :] + offs[:, None], 0, h - 1)
+        win = img[b][rows, cols[None, :]]  # (window, columns)
+        inside = offs[:, None] >= -above[None, :]
+        win = np.where(inside, win, np.nan)
+        lo = np.nanpercentile(win, 10, axis=0)
+        hi = np.nanmax(win, axis=0)
+        bright = np.nan_to_num(win, nan=-np.inf) >= lo + level * (hi - lo)
+        deepest = win.shape[0] - 1 - np.argmax(bright[::-1], axis=0)
+        out[b, cols] = rows[deepest, np.arange(cols.size)] + 0.5
+    return out

@@ -66,6 +66,8 @@ DEFECTS: tuple[str, ...] = (
     "shadowing",
     "layer_artefact",
     "oedema",
+    "drusen",
+    "macular_hole",
 )
 
 DEFECT_DOCS: dict[str, str] = {
@@ -93,6 +95,15 @@ DEFECT_DOCS: dict[str, str] = {
     "over the macula (oedema_thickening_um at the thickest point), with hyporeflective cystoid "
     "spaces in the INL and ONL, 8*s per mm of B-scan where the swelling is over half its peak "
     "(oedema_cysts); the R criterion's defect",
+    "drusen": "macular scans: domes of material between the RPE and Bruch's membrane lift the RPE "
+    "and the retina above it; about 1 + 3*s per B-scan crossing the macula, each U(0.7, 1) * "
+    "(63 + 437*s) um wide (the Beckman sizes: 63 um is where drusen start to count, over "
+    "125 um they are large) and 0.12 to 0.25 times as tall as wide (drusen_height_um, the "
+    "tallest; drusen_count); an R defect",
+    "macular_hole": "macular scans: a full-thickness macular hole, every layer from the ILM to "
+    "the photoreceptors missing over a minimum diameter of (150 + 450*s) * U(0.85, 1.15) um "
+    "at the fovea (IVTS small <= 250, medium to 400, large above), its rim thickened by up "
+    "to 50*s % (hole_diameter_um); an R defect",
 }
 
 QUANTUM = 2.0**-16
@@ -255,6 +266,12 @@ class PhantomTruth(BaseModel):
     cyst_columns: list[list[int]] = Field(
         default_factory=list, description="per B-scan, the A-scans crossing a cystoid space"
     )
+    druse_columns: list[list[int]] = Field(
+        default_factory=list, description="per B-scan, the A-scans whose RPE a druse lifts > 10 um"
+    )
+    hole_columns: list[list[int]] = Field(
+        default_factory=list, description="per B-scan, the A-scans inside a macular hole"
+    )
     anatomy: Anatomy = Field(default_factory=Anatomy, description="this seed's healthy eye")
     noise_floor: float = NOISE_FLOOR
     signal_gain: float = 1.0
@@ -407,8 +424,71 @@ class _Builder:
             inl, opl, onl = inl * swell, opl * swell, onl * swell
             self.phys["oedema_thickening_um"] = float(np.max(added)) if added.size else 0.0
         pr = ls[4]  # photoreceptor bands together
-        return [rnfl, gcl, inl, opl, onl, 6.0 + 0 * pit, (20.0 + 5 * pit) * pr, (12.0 + 2 * pit) * pr,
-                (25.0 + 10 * pit) * pr, 8.0 + 0 * pit, 22.0 + 0 * pit, 250.0 + 0 * pit]  # fmt: skip
+        bands = [rnfl, gcl, inl, opl, onl, 6.0 + 0 * pit, (20.0 + 5 * pit) * pr, (12.0 + 2 * pit) * pr,
+                 (25.0 + 10 * pit) * pr, 8.0 + 0 * pit, 22.0 + 0 * pit, 250.0 + 0 * pit]  # fmt: skip
+        self._defect_macular_hole(bands, r_f)
+        self.druse_um = self._defect_drusen(x, y)
+        # A druse lifts the RPE and everything above it; the RPE band is drawn this much
+        # thicker here and its lower part repainted as druse material after rendering.
+        bands[10] = bands[10] + self.druse_um
+        return bands
+
+    def _defect_macular_hole(self, bands: list[np.ndarray], r_f: np.ndarray) -> None:
+        """A full-thickness macular hole: every band from the ILM to the interdigitation zone
+        is missing within a minimum diameter of (150 + 450*s) * U(0.85, 1.15) um around the
+        fovea, with walls sloping over a quarter of the radius, and the rim's nuclear layers
+        swollen by up to 50*s % (the cuff of intraretinal fluid around a hole). Macular scans
+        only. physical: ``hole_diameter_um``.
+        """
+        s = self.sev["macular_hole"]
+        self.hole_keep = np.ones_like(r_f)
+        if s <= 0 or self.pattern == "ring":
+            self.phys["hole_diameter_um"] = 0.0
+            return
+        rng = np.random.default_rng([self.truth.seed, 14])
+        diameter = (150.0 + 450.0 * s) * rng.uniform(0.85, 1.15)
+        radius = diameter / 2
+        keep = np.clip((r_f - radius) / (0.25 * radius + 20.0), 0, 1)
+        rim = 1.0 + 0.5 * s * np.exp(-0.5 * ((r_f - radius) / 300.0) ** 2) * (r_f > radius)
+        for i in range(10):  # RNFL .. IZ
+            bands[i] = bands[i] * keep * (rim if i in (2, 3, 4) else 1.0)
+        self.hole_keep = keep
+        self.phys["hole_diameter_um"] = float(diameter)
+
+    def _defect_drusen(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Drusen: domes between the RPE and Bruch's membrane, returned as the RPE's lift in um.
+
+        About 1 + 3*s drusen (Poisson) per B-scan crossing the central 3 mm, centred on the
+        B-scan, each U(0.7, 1) * (63 + 437*s) um wide (Beckman classification, Ferris et al.,
+        Ophthalmology 2013: drusen count from 63 um, large over 125 um) and 0.12 to 0.25 times
+        as tall as wide (the low domes of convex drusen, Khanifar et al., Ophthalmology 2008). Macular scans
+        only; their own stream. physical: ``drusen_height_um`` (the tallest), ``drusen_count``.
+        """
+        s = self.sev["drusen"]
+        lift = np.zeros_like(x, dtype=np.float64)
+        if s <= 0 or self.pattern == "ring":
+            self.phys["drusen_height_um"] = 0.0
+            self.phys["drusen_count"] = 0.0
+            return lift
+        rng = np.random.default_rng([self.truth.seed, 15])
+        fx, fy = self.fovea_um
+        tallest, count = 0.0, 0
+        for b in range(x.shape[0]):
+            yb = float(y[b, 0])
+            if abs(yb - fy) > 1400.0:
+                continue
+            half_span = math.sqrt(1500.0**2 - (yb - fy) ** 2)
+            for _ in range(max(1, int(rng.poisson(1.0 + 3.0 * s)))):
+                width = rng.uniform(0.7, 1.0) * (63.0 + 437.0 * s)
+                height = width * rng.uniform(0.12, 0.25)
+                cx = fx + rng.uniform(-half_span, half_span)
+                cy = yb + rng.uniform(-0.2, 0.2) * width
+                r = np.hypot(x - cx, y - cy) / (width / 2)
+                lift = np.maximum(lift, height * np.clip(1.0 - r**2, 0, 1) ** 0.7)
+                tallest, count = max(tallest, height), count + 1
+        self.phys["drusen_height_um"] = float(tallest)
+        self.phys["drusen_count"] = float(count)
+        return lift
 
     def build(self) -> tuple[Scan, PhantomTruth, dict[str, np.ndarray]]:
         g = self.g
@@ -437,6 +517,7 @@ class _Builder:
             tops.append(tops[-1] + t)
         bounds = np.stack(tops) / g.axial_um  # (n_bands - 1, n, w) rows, ILM first
         image = self._render(bounds)
+        self._paint_drusen(image, bounds)
         self._defect_cysts(image, bounds, x, y)
         image = self._vessels(image, bounds, x, y)
         self._defect_layer_artefact(image, bounds)
@@ -746,6 +827,24 @@ class _Builder:
                 count += 1
             self.truth.cyst_columns[b] = sorted(hit)
         self.phys["oedema_cysts"] = float(count)
+
+    def _paint_drusen(self, image: np.ndarray, bounds: np.ndarray) -> None:
+        """Druse material under the lifted RPE: medium reflectivity, 30% of the RPE's (most
+        drusen are homogeneous and of medium internal reflectivity, Khanifar et al. 2008)."""
+        lift = self.druse_um / self.g.axial_um
+        self.truth.druse_columns = [
+            [int(c) for c in np.flatnonzero(row > 10.0)] for row in self.druse_um
+        ]
+        self.truth.hole_columns = [
+            [int(c) for c in np.flatnonzero(row < 0.5)] for row in self.hole_keep
+        ]
+        if not lift.any():
+            return
+        rows = np.arange(self.g.h, dtype=np.float32)[None, :, None]
+        bm = bounds[TRUE_BOUNDARIES["BM"] - 1][:, None, :]
+        top = bm - lift[:, None, :]
+        frac = np.clip(rows + 0.5 - top, 0, 1) - np.clip(rows + 0.5 - bm, 0, 1)
+        image *= (1.0 - 0.7 * frac).astype(np.float32)
 
     def _defect_layer_artefact(self, image: np.ndarray, bounds: np.ndarray) -> None:
         """A bright membrane (1.4x the RNFL) 25-45 um above the ILM, over 20+60*s % of the
