@@ -78,9 +78,10 @@ def rpe_floor(bm: np.ndarray, *, degree: int = 2, iterations: int = 5) -> np.nda
 
     The posterior pole over a macular B-scan is close to a sphere cut by a plane, so a
     quadratic (curvature and tilt) carries the healthy RPE; drusen lift it above that floor.
-    The fit is robust one-sided: points more than 2.5 robust SDs (at least one pixel) above
-    the floor are left out and the fit repeated, so drusen do not pull the floor up (the normal
-    RPE floor as a smooth fit under the RPE, Chen et al., Med Image Anal 2013).
+    The fit is robust: points more than 2.5 robust SDs (at least one pixel) off the floor are
+    left out and the fit repeated, so drusen do not pull the floor up, nor a boundary lost
+    in the choroid under a hole pull it down (the normal RPE floor as a smooth fit under the
+    RPE, Chen et al., Med Image Anal 2013).
     ``bm`` (n, w) rows, NaN where unknown; returns the floor rows, NaN where too few points.
     """
     n, w = bm.shape
@@ -96,7 +97,7 @@ def rpe_floor(bm: np.ndarray, *, degree: int = 2, iterations: int = 5) -> np.nda
             lift = fit - bm[b]  # rows above the floor (image rows grow downwards)
             r = lift[keep]
             sd = 1.4826 * float(np.median(np.abs(r - np.median(r))))
-            nxt = np.isfinite(bm[b]) & (lift < max(2.5 * sd, 1.0))
+            nxt = np.isfinite(bm[b]) & (np.abs(lift) < max(2.5 * sd, 1.0))
             if nxt.sum() < max(8, 4 * (degree + 1)) or np.array_equal(nxt, keep):
                 break
             keep = nxt
