@@ -66,6 +66,19 @@ def scale_bar(rgb: np.ndarray, lateral_um: float, axial_um: float) -> np.ndarray
     return np.asarray(im)
 
 
+#: :func:`panel` enlarges images narrower than PANEL_MIN to PANEL_WIDTH by default.
+PANEL_MIN, PANEL_WIDTH = 480, 640
+
+
+def panel_size(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image as a default :func:`panel` will show it (small ones enlarged), and the factor:
+    drawing text and scale bars after this keeps them as sharp as a panel's title."""
+    w = rgb.shape[1]
+    if w >= PANEL_MIN:
+        return rgb, 1.0
+    return resize(rgb, PANEL_WIDTH), PANEL_WIDTH / w
+
+
 def mark_runs(
     rgb: np.ndarray,
     found: np.ndarray,
@@ -87,13 +100,16 @@ def mark_runs(
     breaks = np.flatnonzero(np.diff(cols) > 1)
     starts = np.concatenate([[cols[0]], cols[breaks + 1]])
     ends = np.concatenate([cols[breaks], [cols[-1]]])
+    label_end = -1.0  # labels of close runs would overprint: only the first is written
     for a, b in zip(starts, ends, strict=True):
         t = top[a : b + 1][np.isfinite(top[a : b + 1])]
         u = bottom[a : b + 1][np.isfinite(bottom[a : b + 1])]
         y0 = max(1.0, float(t.min()) - 6 if t.size else 2.0)
         y1 = min(h - 2.0, float(u.max()) + 6 if u.size else h - 3.0)
         d.rectangle([a * xs - 1, y0, (b + 1) * xs, y1], outline=color, width=2)
-        _text(d, (a * xs, max(0.0, y0 - 12)), label, color)
+        if a * xs > label_end:
+            _text(d, (a * xs, max(0.0, y0 - 12)), label, color)
+            label_end = a * xs + d.textlength(label, font=_FONT) + 4
     return np.asarray(im)
 
 
@@ -294,8 +310,8 @@ def plot(
 def panel(rgb: np.ndarray, title: str, *, width: int | None = None) -> np.ndarray:
     """An image with a title bar above it, resized to ``width`` (default: small images are
     enlarged to 640 pixels so that a 256-wide B-scan stays readable)."""
-    if width is None and rgb.shape[1] < 480:
-        width = 640
+    if width is None and rgb.shape[1] < PANEL_MIN:
+        width = PANEL_WIDTH
     if width is not None and rgb.shape[1] != width:
         rgb = resize(rgb, width)
     bar = Image.new("RGB", (rgb.shape[1], 16), BG)

@@ -174,7 +174,9 @@ def crop_to_retina(rgb: np.ndarray, ctx: ScanContext, k: int, pad_px: int = 40) 
         r0 = max(0, int(np.nanmin(top)) - pad_px)
         r1 = min(h, int(np.nanmax(bottom)) + 2 * pad_px)
         out = rgb[r0:r1] if r1 - r0 > 20 else rgb
-    return pictures.scale_bar(out, sp.lateral_um, sp.axial_um)
+    # Bars and labels drawn at the size the panel shows, not enlarged with a small B-scan.
+    out, zoom = pictures.panel_size(out)
+    return pictures.scale_bar(out, sp.lateral_um / zoom, sp.axial_um / zoom)
 
 
 def outside_disc(ctx: ScanContext, layer: np.ndarray) -> np.ndarray:
