@@ -147,9 +147,7 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
 
     @gateway.command("dicom")
     @click.option("--port", default=11112, show_default=True)
-    @click.option(
-        "--host", default="127.0.0.1", show_default=True, help="address to listen on"
-    )
+    @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
     @click.option("--ae-title", default="QMROCT", show_default=True, help="our (called) AE title")
     @click.option(
         "--calling-ae",

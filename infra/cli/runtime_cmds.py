@@ -76,8 +76,20 @@ def build_cmd(manifest: Path, out: Path, with_virtualenv: bool, requirements: Pa
 )
 @click.option("--limit", type=int, default=30, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="full records as JSON")
-def activations_cmd(home: Path | None, name: str | None, limit: int, as_json: bool) -> None:
-    """List activation records of the embedded runtime, newest first."""
+@click.option(
+    "--summary",
+    is_flag=True,
+    help="per action and version over the last --limit records: activations, cold starts, "
+    "CPU, peak memory, wait, init and run times",
+)
+def activations_cmd(
+    home: Path | None, name: str | None, limit: int, as_json: bool, summary: bool
+) -> None:
+    """List activation records of the embedded runtime, newest first.
+
+    Each record carries OpenWhisk's waitTime and initTime (cold starts) and what the run used:
+    runTime (ms), cpuTime (ms), peakMemory (bytes), bytesRead and bytesWritten.
+    """
     from qmroct.config import load_settings
     from qmroct.runtime.records import ActivationStore
 
@@ -89,6 +101,15 @@ def activations_cmd(home: Path | None, name: str | None, limit: int, as_json: bo
     store = ActivationStore(folder)
     records = store.list(name=name, limit=limit)
     store.close()
+    if summary:
+        from qmroct.runtime.usage import rollup, rollup_lines
+
+        rows = rollup(records)
+        if as_json:
+            click.echo(json.dumps([r.model_dump() for r in rows], indent=2))
+        else:
+            click.echo("\n".join(rollup_lines(rows)))
+        return
     if as_json:
         click.echo(json.dumps([r.model_dump(exclude_none=True) for r in records], indent=2))
         return

@@ -227,6 +227,7 @@ def status(as_json: bool, limit: int) -> None:
     counts = ledger.counts()
     dead = ledger.jobs(state="dead", limit=20)
     recent = read_activations(Path(settings.home) / "whisk", limit=limit)
+    usage = _measure_usage(Path(settings.home) / "whisk")
     if as_json:
         click.echo(
             json.dumps(
@@ -234,6 +235,7 @@ def status(as_json: bool, limit: int) -> None:
                     "counts": counts.model_dump(mode="json"),
                     "dead": [{"key": j.key, "error": j.last_error} for j in dead],
                     "activations": recent,
+                    "usage": [u.model_dump() for u in usage],
                 },
                 indent=2,
                 default=str,
@@ -246,6 +248,12 @@ def status(as_json: bool, limit: int) -> None:
         click.echo(f"{kind:8s} {shown}")
     for j in dead:
         click.echo(f"dead: {j.key}: {j.last_error}")
+    if usage:
+        from qmroct.runtime.usage import rollup_lines
+
+        click.echo("measure activations (last 2000 records):")
+        for line in rollup_lines(usage):
+            click.echo(f"  {line}")
     if recent:
         click.echo("recent activations:")
         for a in recent:
@@ -254,6 +262,21 @@ def status(as_json: bool, limit: int) -> None:
                 f"  {a.get('activationId', '')[:12]}  {a.get('name', ''):28s} "
                 f"{a.get('duration', 0):>6} ms  status {resp.get('statusCode')}"
             )
+
+
+def _measure_usage(whisk_home: Path) -> list:  # list[UsageRollup]
+    """Resources per measure action and version over the newest 2000 records."""
+    from qmroct.runtime.records import ActivationStore
+    from qmroct.runtime.usage import rollup
+
+    if not (whisk_home / "activations").is_dir():
+        return []
+    store = ActivationStore(whisk_home)
+    try:
+        records = store.list(limit=2000)
+    finally:
+        store.close()
+    return rollup([r for r in records if r.name.startswith("measure-")])
 
 
 @click.command("paper")

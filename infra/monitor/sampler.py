@@ -12,7 +12,8 @@ CPU is per-process user+system time from the kernel (psutil reads /proc/<pid>/st
 component at 100 % uses one core. Memory is the sum of resident set sizes (shared pages of
 forked processes count once per process, as ``docker stats`` counts per container). I/O is
 the bytes each process asked the kernel to read and write (/proc/<pid>/io ``rchar`` and
-``wchar``), which include loopback sockets: what the object store serves to actions counts.
+``wchar``): files, pipes, and sockets written with write or read with read (the object
+store's sendfile and recv traffic is not counted by the kernel there).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qmroct.errors import QmroctError
-from qmroct.runtime import messages
+from qmroct.runtime import messages, usage
 from qmroct.runtime.container import LOG_DRAIN_TIMEOUT_S, ContainerStartError
 from qmroct.runtime.entities import (
     BLACKBOX_KIND,
@@ -569,7 +569,13 @@ class Controller:
             }
             if action.annotation("provide-api-key") is True:
                 body["api_key"] = self.api_key
+            pid = container.pid
+            snap = usage.before_run(pid) if pid is not None else None
+            t_run = time.perf_counter()
             outcome = container.run(body, limits.timeout)
+            annotations["runTime"] = int((time.perf_counter() - t_run) * 1000)
+            if snap is not None and pid is not None:
+                annotations.update(usage.after_run(pid, snap).annotations())
         response = outcome.response
         if outcome.destroy and response.statusCode == DEVELOPER_ERROR:
             annotations["timeout"] = "exceeded its time limits" in str(response.result)

@@ -9,8 +9,10 @@ and after /run:
 - Peak memory: ``VmHWM`` of each process (``/proc/<pid>/status``), reset before the run by
   writing ``5`` to ``/proc/<pid>/clear_refs`` (Linux 4.0+, proc(5)), summed over the tree: an
   upper bound when the processes peak at different moments.
-- Bytes: ``rchar`` and ``wchar`` of ``/proc/<pid>/io``: every read and write system call,
-  files and sockets alike, so a scan fetched by presigned URL counts as read.
+- Bytes: ``rchar`` and ``wchar`` of ``/proc/<pid>/io``: what the tree passed to read and write
+  system calls (files, pipes, logs). The kernel does not count socket traffic sent with send
+  and received with recv there, so a scan fetched by presigned URL is not in these figures;
+  the monitor's and the object store's figures carry the network side.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import Any
 
 import psutil
 from pydantic import BaseModel
@@ -116,3 +119,93 @@ def after_run(pid: int, before: Snapshot) -> Usage:
         read_bytes=max(0, rd - before.read_bytes),
         write_bytes=max(0, wr - before.write_bytes),
     )
+
+
+class UsageRollup(BaseModel):
+    """The activations of one action and version, summed up."""
+
+    action: str
+    version: str
+    activations: int
+    cold: int
+    cpu_ms_p50: float
+    cpu_ms_total: int
+    peak_memory_mb_p50: float
+    peak_memory_mb_max: float
+    wait_ms_p50: float
+    init_ms_p50: float | None
+    run_ms_p50: float
+    run_ms_p95: float
+    bytes_read_total: int
+    bytes_written_total: int
+
+
+def _median(xs: list[float]) -> float:
+    ys = sorted(xs)
+    n = len(ys)
+    if n == 0:
+        return 0.0
+    return ys[n // 2] if n % 2 else (ys[n // 2 - 1] + ys[n // 2]) / 2
+
+
+def rollup(records: list[Any]) -> list[UsageRollup]:
+    """Per action and version: counts, CPU, peak memory, wait, init and run times, bytes.
+
+    A measure action's version is the measure version in its own result (``version``); other
+    actions are grouped by their OpenWhisk entity version. Records without resource
+    annotations (from before they were kept) count in ``activations`` only.
+    """
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for r in records:
+        result = r.response.result if isinstance(r.response.result, dict) else {}
+        version = str(result.get("version") or r.version)
+        groups.setdefault((r.name, version), []).append(r)
+    out = []
+    for (name, version), recs in sorted(groups.items()):
+
+        def vals(key: str, rs: list[Any] = recs) -> list[float]:
+            return [float(v) for r in rs if isinstance(v := r.annotation(key), int | float)]
+
+        cpu, peak, run = vals("cpuTime"), vals("peakMemory"), vals("runTime")
+        init = vals("initTime")
+        ordered = sorted(run)
+        p95 = (
+            ordered[max(0, min(len(ordered) - 1, -(-95 * len(ordered) // 100) - 1))] if run else 0.0
+        )
+        out.append(
+            UsageRollup(
+                action=name,
+                version=version,
+                activations=len(recs),
+                cold=len(init),
+                cpu_ms_p50=_median(cpu),
+                cpu_ms_total=int(sum(cpu)),
+                peak_memory_mb_p50=round(_median(peak) / 2**20, 1),
+                peak_memory_mb_max=round(max(peak, default=0.0) / 2**20, 1),
+                wait_ms_p50=_median(vals("waitTime")),
+                init_ms_p50=_median(init) if init else None,
+                run_ms_p50=_median(run),
+                run_ms_p95=p95,
+                bytes_read_total=int(sum(vals("bytesRead"))),
+                bytes_written_total=int(sum(vals("bytesWritten"))),
+            )
+        )
+    return out
+
+
+def rollup_lines(rows: list[UsageRollup]) -> list[str]:
+    head = (
+        f"{'action':28s} {'version':10s} {'n':>5s} {'cold':>4s} {'cpu ms p50':>10s} "
+        f"{'cpu s total':>11s} {'peak MB p50':>11s} {'max':>6s} {'wait p50':>8s} "
+        f"{'init p50':>8s} {'run p50':>8s} {'run p95':>8s}"
+    )
+    lines = [head]
+    for u in rows:
+        init = f"{u.init_ms_p50:.0f}" if u.init_ms_p50 is not None else "-"
+        lines.append(
+            f"{u.action[:28]:28s} {u.version[:10]:10s} {u.activations:5d} {u.cold:4d} "
+            f"{u.cpu_ms_p50:10.0f} {u.cpu_ms_total / 1000:11.1f} {u.peak_memory_mb_p50:11.0f} "
+            f"{u.peak_memory_mb_max:6.0f} {u.wait_ms_p50:8.0f} {init:>8s} {u.run_ms_p50:8.0f} "
+            f"{u.run_ms_p95:8.0f}"
+        )
+    return lines
