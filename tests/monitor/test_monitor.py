@@ -4,6 +4,7 @@ kernel, the CSV series, the Prometheus endpoint read by Prometheus' own parser, 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -85,11 +86,13 @@ def test_sampler_drops_a_process_that_ended(burner) -> None:
 
 def test_discover_labels_containers_by_action_and_finds_their_stack() -> None:
     # A stand-in stack process whose child's command line looks like a container proxy of
-    # action measure-signal.
+    # an action of its own.
+    # A name no other process on the machine has (other stacks may be running).
+    action = f"measure-t{os.getpid()}"
     stack_code = (
         "import subprocess, sys, time\n"
         "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', "
-        "'proxy' + '.py', '--action', 'measure-signal'])\n"
+        f"'proxy' + '.py', '--action', '{action}'])\n"
         "print(c.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
@@ -98,11 +101,11 @@ def test_discover_labels_containers_by_action_and_finds_their_stack() -> None:
         assert stack.stdout is not None
         child = int(stack.stdout.readline())
         comps = {c.name: c for c in discover()}
-        assert comps["action:measure-signal"].pids == [child]
+        assert comps[f"action:{action}"].pids == [child]
         assert stack.pid in comps["stack"].pids
         # Naming a process to watch turns the machine-wide search off.
         named = {c.name: c.pids for c in discover(extra={"mine": stack.pid})}
-        assert named == {"mine": [stack.pid], "action:measure-signal": [child]}
+        assert named == {"mine": [stack.pid], f"action:{action}": [child]}
     finally:
         for p in psutil.Process(stack.pid).children(recursive=True):
             p.kill()
