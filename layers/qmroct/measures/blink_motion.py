@@ -159,14 +159,20 @@ class BlinkMotion(SuiteMeasure):
             pictures.plot(
                 [(means, pictures.WHITE, "B-scan mean")],
                 title="mean intensity per B-scan (blinks in red)",
-                hlines=[(fence, pictures.RED, "Tukey fence")],
+                hlines=[(fence, pictures.RED, f"Tukey fence {fence:.3g}")],
                 highlight=blinks.tolist(),
+                xlabel="B-scan",
+                ylabel="mean",
             ),
             pictures.plot(
                 [(np.where(matched, shifts_um - med_shift, np.nan), pictures.CYAN, "shift")],
                 title="lateral shift of each B-scan against the fundus, µm (blinks in red)",
-                hlines=[(params.lateral_fail_um, pictures.RED, "fail")],
+                hlines=[
+                    (params.lateral_fail_um, pictures.RED, f"fail {params.lateral_fail_um:g} µm")
+                ],
                 highlight=blinks.tolist(),
+                xlabel="B-scan",
+                ylabel="µm",
             ),
             pictures.panel(sec_rgb, f"slow-axis section at column {mid}, ILM in green"),
         ]

@@ -101,7 +101,7 @@ class Completeness(SuiteMeasure):
                     title="cut fraction per B-scan",
                     xlabel="B-scan",
                     ylabel="fraction",
-                    hlines=[(params.fail_fraction, pictures.RED, "fail")],
+                    hlines=[(params.fail_fraction, pictures.RED, f"fail {params.fail_fraction:g}")],
                 )
             )
         return Evaluation(

@@ -88,6 +88,8 @@ class Sharpness(SuiteMeasure):
             [(mean_profile, pictures.WHITE, "mean edge profile")],
             title=f"intensity across the ILM (±{half} px), width {width:.1f} µm",
             vlines=[(half, pictures.GREEN, "ILM")],
+            xlabel="px along the A-scan, vitreous to retina",
+            ylabel="mean",
         )
         panels = [
             pictures.panel(crop_to_retina(rgb, ctx, k), f"B-scan {k}: ILM (green)"),
@@ -101,8 +103,8 @@ class Sharpness(SuiteMeasure):
                     xlabel="sampled B-scan",
                     ylabel="µm",
                     hlines=[
-                        (params.warn_um, pictures.YELLOW, "warn"),
-                        (params.fail_um, pictures.RED, "fail"),
+                        (params.warn_um, pictures.YELLOW, f"warn {params.warn_um:g} µm"),
+                        (params.fail_um, pictures.RED, f"fail {params.fail_um:g} µm"),
                     ],
                 )
             )

@@ -187,6 +187,8 @@ class Signal(SuiteMeasure):
                 (at(p99), pictures.RED, "P99"),
             ],
             ylim=(0, 1.05),
+            xlabel="display intensity, 0 to 1",
+            ylabel="relative count",
         )
         panels = [
             pictures.panel(
@@ -203,8 +205,16 @@ class Signal(SuiteMeasure):
                     xlabel="sampled B-scan",
                     ylabel="dB",
                     hlines=[
-                        (params.peak_snr_warn_db, pictures.YELLOW, "warn"),
-                        (params.peak_snr_fail_db, pictures.RED, "fail"),
+                        (
+                            params.peak_snr_warn_db,
+                            pictures.YELLOW,
+                            f"warn {params.peak_snr_warn_db:g} dB",
+                        ),
+                        (
+                            params.peak_snr_fail_db,
+                            pictures.RED,
+                            f"fail {params.peak_snr_fail_db:g} dB",
+                        ),
                     ],
                 )
             )
