@@ -6,6 +6,7 @@ import getpass
 import json
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -141,8 +142,14 @@ def index_cmd(rebuild: bool, headers: bool) -> None:
 @click.command("web")
 @click.option("--scans", type=click.IntRange(100, 1_000_000), default=100_000, show_default=True)
 @click.option("--repeat", type=click.IntRange(5, 1000), default=40, show_default=True)
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="a demo's working folder to add the synthetic rows to (default: a new demo)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def bench_web(scans: int, repeat: int, as_json: bool) -> None:
+def bench_web(scans: int, repeat: int, home: Path | None, as_json: bool) -> None:
     """p50 and p95 per user action at SCANS catalogued scans (synthetic catalogue rows, images
     of real demo scans): search, scan page, B-scan change, first viewer paint, group data.
 
@@ -150,7 +157,7 @@ def bench_web(scans: int, repeat: int, as_json: bool) -> None:
     """
     from qmroct.web.bench import run_web_bench
 
-    figures = run_web_bench(scans=scans, repeat=repeat, progress=_progress)
+    figures = run_web_bench(scans=scans, repeat=repeat, home=home, progress=_progress)
     if as_json:
         click.echo(figures.model_dump_json(indent=2))
     else:

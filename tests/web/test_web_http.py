@@ -242,3 +242,27 @@ def test_a_scan_not_from_the_gateway_is_not_sent(web_server, demo_data) -> None:
 def test_assets_are_served_locally(web_server, path: str) -> None:
     r = requests.get(f"{web_server.url}{path}")
     assert r.status_code == 200 and len(r.content) > 500
+
+
+def test_scan_page_history_shows_archived_values(web_server, demo_data) -> None:
+    db = web_server.state.db
+    h = _db_rows(demo_data, "SELECT scan_hash FROM web_scans")[0]["scan_hash"]
+    cur = _db_rows(
+        demo_data,
+        "SELECT * FROM results WHERE scan_hash = :h AND measure = 'signal' AND is_current = 1",
+        {"h": h},
+    )[0]
+    # An older version's value, archived when 1.0.0 replaced it (as the ledger archives).
+    db.execute(
+        "INSERT INTO results (job_key, scan_hash, measure, version, status, result_values,"
+        " verdicts, started_at, ended_at, lease_token, is_current, recorded_at, superseded_at,"
+        " superseded_by, superseded_reason) VALUES ('old', :h, 'signal', '0.9.0', 'ok',"
+        " :v, '[]', 0, 0, 't', 0, 1, 2, :by, 'published')",
+        {"h": h, "v": json.dumps({"peak_snr_db": 1.25}), "by": cur["version"]},
+    )
+    try:
+        page = login(web_server.url, "ada").get(f"{web_server.url}/scan/{h}").text
+        history = page[page.index('id="history"') :]
+        assert "0.9.0" in history and "peak_snr_db=1.25" in history and "published" in history
+    finally:
+        db.execute("DELETE FROM results WHERE job_key = 'old'")

@@ -13,8 +13,12 @@
   const mb = b => (b / 1048576).toFixed(1) + " MB";
   const poll = () => fetch(el.dataset.progress).then(r => r.json()).then(p => {
     bar.value = p.scans;
-    status.textContent = p.finished ? "done: " + total + " scans, " + mb(p.bytes) : p.scans + " of " + total + " scans, " + mb(p.bytes);
-    if (p.finished) el.dataset.finished = "1"; else setTimeout(poll, 400);
+    const scans = n => n + (n === 1 ? " scan" : " scans");
+    status.textContent = p.finished ? "done: " + scans(total) + ", " + mb(p.bytes) : p.scans + " of " + scans(total) + ", " + mb(p.bytes);
+    if (p.finished) {
+      el.dataset.finished = "1";
+      document.getElementById("download-again").hidden = true;  // one stream per download row
+    } else setTimeout(poll, 400);
   }).catch(() => setTimeout(poll, 1000));
   setTimeout(poll, 200);
 })();
