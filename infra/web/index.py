@@ -1,6 +1,7 @@
 """The web view's search index: one row per scan with its facets and OSCAR-IB letters, one row
 per numeric value, one per current result (tables ``web_scans``, ``web_values``,
-``web_results``, migration ``020_web.sql``).
+``web_results``, migrations ``020_web.sql`` and ``021_web_ids``), keyed by a small integer
+``sid`` given in catalog order.
 
 It is derived data. :meth:`SearchIndex.refresh` follows the catalog and the results table by
 their own keys (new scans by anti-join, new results by ``results.id`` above a watermark kept in
@@ -88,6 +89,8 @@ class SearchIndex:
             " SELECT s.scan_hash, s.project_id, s.subject_id, s.session_id, s.scan_id,"
             " s.object_key, s.pattern, s.stored_at FROM scans s"
             " WHERE NOT EXISTS (SELECT 1 FROM web_scans w WHERE w.scan_hash = s.scan_hash)"
+            # Ids follow the catalog's order, so "newest first" is "highest id first".
+            " ORDER BY s.stored_at, s.scan_hash"
         )
         mark = int(self._get_state("results_watermark", "0"))
         while True:
@@ -114,43 +117,53 @@ class SearchIndex:
             return
         names = {f"h{i}": h for i, h in enumerate(hashes)}
         inn = "(" + ", ".join(f":{n}" for n in names) + ")"
+        sids = {
+            r["scan_hash"]: r["sid"]
+            for r in self.db.query(
+                f"SELECT sid, scan_hash FROM web_scans WHERE scan_hash IN {inn}", names
+            )
+        }
         rows = self.db.query(
             "SELECT scan_hash, measure, version, status, result_values, verdicts FROM results"
             f" WHERE is_current = 1 AND scan_hash IN {inn}",
             names,
         )
-        by_scan: dict[str, list[dict[str, Any]]] = {h: [] for h in hashes}
+        by_scan: dict[str, list[dict[str, Any]]] = {h: [] for h in hashes if h in sids}
         for r in rows:
-            by_scan[r["scan_hash"]].append(r)
+            if r["scan_hash"] in by_scan:
+                by_scan[r["scan_hash"]].append(r)
         values: list[dict[str, Any]] = []
         results: list[dict[str, Any]] = []
         facets: list[dict[str, Any]] = []
         for h, rs in by_scan.items():
+            sid = sids[h]
             device = ""
             pattern = ""
             for r in rs:
-                results.append({"h": h, "m": r["measure"], "v": r["version"], "s": r["status"]})
+                results.append({"i": sid, "m": r["measure"], "v": r["version"], "s": r["status"]})
                 vals = json.loads(r["result_values"])
                 device = device or str(vals.get("device") or "")
                 pattern = pattern or str(vals.get("pattern") or "")
                 for k, v in vals.items():
                     num = numeric(v)
                     if num is not None:
-                        values.append({"h": h, "m": r["measure"], "n": k, "x": num})
+                        values.append({"i": sid, "m": r["measure"], "n": k, "x": num})
             letters = letters_of(rs)
             facet = {VERDICT_COLUMNS[c]: letters[c] for c in LETTERS}
-            facet.update(h=h, overall=overall_of(letters), device=device, pattern=pattern)
+            facet.update(i=sid, overall=overall_of(letters), device=device, pattern=pattern)
             facets.append(facet)
+        ids = {f"i{k}": sid for k, sid in enumerate(sids.values())}
+        in_ids = "(" + ", ".join(f":{n}" for n in ids) + ")"
         with self.db.transaction():
-            self.db.execute(f"DELETE FROM web_values WHERE scan_hash IN {inn}", names)
-            self.db.execute(f"DELETE FROM web_results WHERE scan_hash IN {inn}", names)
+            if ids:
+                self.db.execute(f"DELETE FROM web_values WHERE sid IN {in_ids}", ids)
+                self.db.execute(f"DELETE FROM web_results WHERE sid IN {in_ids}", ids)
             self.db.execute_many(
-                "INSERT INTO web_values (scan_hash, measure, name, num) VALUES (:h, :m, :n, :x)",
+                "INSERT INTO web_values (sid, measure, name, num) VALUES (:i, :m, :n, :x)",
                 values,
             )
             self.db.execute_many(
-                "INSERT INTO web_results (scan_hash, measure, version, status)"
-                " VALUES (:h, :m, :v, :s)",
+                "INSERT INTO web_results (sid, measure, version, status) VALUES (:i, :m, :v, :s)",
                 results,
             )
             sets = ", ".join(f"{col} = :{col}" for col in VERDICT_COLUMNS.values())
@@ -160,7 +173,7 @@ class SearchIndex:
                 f"UPDATE web_scans SET {sets}, overall = :overall,"
                 " device = CASE WHEN header_read = 1 THEN device ELSE :device END,"
                 " pattern = CASE WHEN pattern = '' THEN :pattern ELSE pattern END"
-                " WHERE scan_hash = :h",
+                " WHERE sid = :i",
                 facets,
             )
 

@@ -228,10 +228,10 @@ def group_data(measure: str, value: str) -> Any:
     except SearchError as exc:
         abort(400, description=str(exc))
     where, p = where_clause(q, scope())
-    join = "JOIN web_values v ON v.scan_hash = s.scan_hash AND v.measure = :gm AND v.name = :gn"
+    join = "JOIN web_values v ON v.sid = s.sid AND v.measure = :gm AND v.name = :gn"
     rows = st.db.query(
         f"SELECT s.scan_hash, s.subject_id, s.session_id, s.project_id, s.overall, v.num"
-        f" FROM web_scans s {join} {where} ORDER BY s.stored_at DESC LIMIT 20000",
+        f" FROM web_scans s {join} {where} ORDER BY s.sid DESC LIMIT 20000",
         {**p, "gm": measure, "gn": value},
     )
     return {

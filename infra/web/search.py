@@ -220,8 +220,10 @@ def where_clause(q: SearchQuery, scope: list[str] | None) -> tuple[str, dict[str
     for c, v in q.letters.items():
         conds.append(f"s.{VERDICT_COLUMNS[c]} = :{VERDICT_COLUMNS[c]}")
         p[VERDICT_COLUMNS[c]] = v
+    # Value and version filters as IN (subquery): the subquery walks its own index
+    # ((measure, name, num) or (measure, version)) once, instead of one probe per scan.
     for i, r in enumerate(q.values):
-        sub = f"SELECT 1 FROM web_values v WHERE v.scan_hash = s.scan_hash AND v.measure = :vm{i} AND v.name = :vn{i}"
+        sub = f"SELECT v.sid FROM web_values v WHERE v.measure = :vm{i} AND v.name = :vn{i}"
         p[f"vm{i}"], p[f"vn{i}"] = r.measure, r.name
         if r.lo is not None:
             sub += f" AND v.num >= :vlo{i}"
@@ -229,27 +231,39 @@ def where_clause(q: SearchQuery, scope: list[str] | None) -> tuple[str, dict[str
         if r.hi is not None:
             sub += f" AND v.num <= :vhi{i}"
             p[f"vhi{i}"] = r.hi
-        conds.append(f"EXISTS ({sub})")
+        conds.append(f"s.sid IN ({sub})")
     for i, (m, ver) in enumerate(sorted(q.versions.items())):
         conds.append(
-            "EXISTS (SELECT 1 FROM web_results r WHERE r.scan_hash = s.scan_hash"
-            f" AND r.measure = :rm{i} AND r.version = :rv{i})"
+            "s.sid IN (SELECT r.sid FROM web_results r"
+            f" WHERE r.measure = :rm{i} AND r.version = :rv{i})"
         )
         p[f"rm{i}"], p[f"rv{i}"] = m, ver
     return ("WHERE " + " AND ".join(conds)) if conds else "", p
 
 
 def search(db: Database, q: SearchQuery, scope: list[str] | None) -> SearchPage:
-    """One page of scans matching ``q`` within ``scope`` (None: every project), newest first."""
+    """One page of scans matching ``q`` within ``scope`` (None: every project), the most
+    recently catalogued first."""
     where, p = where_clause(q, scope)
     total_row = db.query_one(f"SELECT COUNT(*) AS n FROM web_scans s {where}", p)
     total = int(total_row["n"]) if total_row else 0
     pages = max(1, math.ceil(total / q.per_page))
     page = min(q.page, pages)
-    rows = db.query(
-        f"SELECT s.* FROM web_scans s {where} ORDER BY s.stored_at DESC, s.scan_hash"
-        " LIMIT :lim OFFSET :off",
+    # The page's ids first (from the indexes alone), then their rows.
+    ids = db.query(
+        f"SELECT s.sid FROM web_scans s {where} ORDER BY s.sid DESC LIMIT :lim OFFSET :off",
         {**p, "lim": q.per_page, "off": (page - 1) * q.per_page},
+    )
+    names = {f"r{k}": r["sid"] for k, r in enumerate(ids)}
+    rows = (
+        db.query(
+            "SELECT * FROM web_scans WHERE sid IN ("
+            + ", ".join(f":{n}" for n in names)
+            + ") ORDER BY sid DESC",
+            names,
+        )
+        if names
+        else []
     )
     for r in rows:
         r["stored"] = datetime.fromtimestamp(r["stored_at"], UTC).strftime("%Y-%m-%d %H:%M")
@@ -263,8 +277,7 @@ def matching_hashes(
     """Every scan hash the query matches (for downloads and plots), newest first."""
     where, p = where_clause(q, scope)
     rows = db.query(
-        f"SELECT s.scan_hash FROM web_scans s {where} ORDER BY s.stored_at DESC, s.scan_hash"
-        " LIMIT :lim",
+        f"SELECT s.scan_hash FROM web_scans s {where} ORDER BY s.sid DESC LIMIT :lim",
         {**p, "lim": limit},
     )
     return [r["scan_hash"] for r in rows]
