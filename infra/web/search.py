@@ -245,15 +245,38 @@ def search(db: Database, q: SearchQuery, scope: list[str] | None) -> SearchPage:
     """One page of scans matching ``q`` within ``scope`` (None: every project), the most
     recently catalogued first."""
     where, p = where_clause(q, scope)
-    total_row = db.query_one(f"SELECT COUNT(*) AS n FROM web_scans s {where}", p)
-    total = int(total_row["n"]) if total_row else 0
+    off = (q.page - 1) * q.per_page
+    ids: list[dict[str, Any]] = []
+    if q.values or q.versions:
+        # Value and version subqueries are the costly part: one statement gives the page's ids
+        # and the total (a window count), so they are built once. Facet-only searches count
+        # from their indexes and walk 50 ids, which is cheaper than counting in a window.
+        ids = db.query(
+            f"SELECT s.sid, COUNT(*) OVER () AS total FROM web_scans s {where}"
+            " ORDER BY s.sid DESC LIMIT :lim OFFSET :off",
+            {**p, "lim": q.per_page, "off": off},
+        )
+    else:
+        total_row = db.query_one(f"SELECT COUNT(*) AS n FROM web_scans s {where}", p)
+        n = int(total_row["n"]) if total_row else 0
+        ids = db.query(
+            f"SELECT s.sid, {n} AS total FROM web_scans s {where}"
+            " ORDER BY s.sid DESC LIMIT :lim OFFSET :off",
+            {**p, "lim": q.per_page, "off": off},
+        )
+    if ids:
+        total = int(ids[0]["total"])
+        page = q.page
+    else:
+        total_row = db.query_one(f"SELECT COUNT(*) AS n FROM web_scans s {where}", p)
+        total = int(total_row["n"]) if total_row else 0
+        page = max(1, math.ceil(total / q.per_page))
+        if total and page != q.page:
+            ids = db.query(
+                f"SELECT s.sid FROM web_scans s {where} ORDER BY s.sid DESC LIMIT :lim OFFSET :off",
+                {**p, "lim": q.per_page, "off": (page - 1) * q.per_page},
+            )
     pages = max(1, math.ceil(total / q.per_page))
-    page = min(q.page, pages)
-    # The page's ids first (from the indexes alone), then their rows.
-    ids = db.query(
-        f"SELECT s.sid FROM web_scans s {where} ORDER BY s.sid DESC LIMIT :lim OFFSET :off",
-        {**p, "lim": q.per_page, "off": (page - 1) * q.per_page},
-    )
     names = {f"r{k}": r["sid"] for k, r in enumerate(ids)}
     rows = (
         db.query(

@@ -18,6 +18,11 @@ def _shown(drv) -> int:
     return int(drv.find_element(By.ID, "bscan").get_attribute("data-shown"))
 
 
+def _overlaid(drv) -> bool:
+    c = drv.find_element(By.ID, "bscan")
+    return c.get_attribute("data-overlaid") == c.get_attribute("data-shown")
+
+
 def _canvas_mean(drv) -> float:
     return drv.execute_script(
         "const c = document.getElementById('bscan');"
@@ -77,6 +82,7 @@ def test_radiologist_session(browser, web_server, demo_data) -> None:
     wait.until(lambda d: _shown(d) == start)
 
     # Toggle the segmentation overlay off and on: the coloured pixels go and come back.
+    wait.until(_overlaid)
     with_overlay = _red_excess(drv)
     drv.find_element(By.ID, "ov-seg").click()
     drv.find_element(By.ID, "ov-defects").click()
@@ -86,7 +92,7 @@ def test_radiologist_session(browser, web_server, demo_data) -> None:
     assert with_overlay > without + 0.5, (with_overlay, without)
     shot(drv, "radiologist-02-overlays-off")
     drv.find_element(By.ID, "ov-seg").click()
-    time.sleep(0.3)
+    wait.until(_overlaid)
     assert _red_excess(drv) > without + 0.5
     shot(drv, "radiologist-03-overlay-on")
 

@@ -83,7 +83,14 @@
       ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
       ctx.filter = "none";
       canvas.dataset.shown = String(i);
-      if (seg.checked || defects.checked) overlay(i).then(ov => { if (i === current) drawOverlay(ov); });
+      canvas.dataset.overlaid = "";
+      if (seg.checked || defects.checked) {
+        overlay(i).then(ov => {
+          if (i !== current) return;
+          drawOverlay(ov);
+          canvas.dataset.overlaid = String(i);  // what is on screen now includes the overlay
+        });
+      }
       canvas.dataset.overlays = (seg.checked ? "seg " : "") + (defects.checked ? "defects" : "");
     };
     if (img.complete && img.naturalWidth) paint(); else img.onload = paint;
