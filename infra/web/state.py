@@ -160,6 +160,7 @@ class WebState:
         return bool(meta.get("sha256"))
 
     def _load(self, scan_hash: str) -> LoadedScan:
+        from qmroct.measures.context import ScanContext
         from qmroct.oct.readers.dispatch import read_scan
         from qmroct.oct.segmentation import Segmentation
 
@@ -169,7 +170,13 @@ class WebState:
         product = self.catalog.derived("segmentation", scan_hash)
         if product is not None:
             try:
-                seg = Segmentation.from_bytes(self.store.get(product.bucket, product.key))
+                blob = self.store.get(product.bucket, product.key)
+                # The derived product is the whole scan context now (PRODUCT_VERSIONS 2); one
+                # stored before it holds the boundaries alone.
+                if ScanContext.is_stored_context(blob):
+                    seg = ScanContext.from_bytes(blob, source=product.key).segmentation
+                else:
+                    seg = Segmentation.from_bytes(blob)
             except Exception:
                 seg = None  # the viewer works without overlays; the scan page shows the measure
         return load(scan, seg)

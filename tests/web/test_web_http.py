@@ -266,3 +266,15 @@ def test_scan_page_history_shows_archived_values(web_server, demo_data) -> None:
         assert "0.9.0" in history and "peak_snr_db=1.25" in history and "published" in history
     finally:
         db.execute("DELETE FROM results WHERE job_key = 'old'")
+
+
+def test_viewer_overlay_has_the_stored_segmentation(web_server, demo_data) -> None:
+    s = login(web_server.url, "ada")
+    h = _db_rows(demo_data, "SELECT scan_hash FROM web_scans WHERE pattern = 'volume'")[0][
+        "scan_hash"
+    ]
+    geo = s.get(f"{web_server.url}/api/scan/{h}/geometry.json").json()
+    assert geo["has_segmentation"] and geo["n"] > 1
+    ov = s.get(f"{web_server.url}/tile/{h}/overlay/{geo['n'] // 2}.json?w=256").json()
+    ilm = [y for y in ov["layers"]["ILM"] if y is not None]
+    assert len(ilm) > len(ov["columns"]) // 2 and all(0 <= y < ov["height"] for y in ilm)
