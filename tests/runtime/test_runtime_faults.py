@@ -1,4 +1,4 @@
-"""Faults of the embedded stack: ``qmroct up`` killed mid-run, restarted, nothing lost.
+"""Faults of the embedded stack: ``qmroct up`` killed mid-backfill, restarted, nothing lost.
 
 SIGKILL leaves no action worker behind (each watches its parent), and a restart re-queues the
 jobs whose activations died with the old stack at once, not after the lease.
@@ -7,11 +7,14 @@ jobs whose activations died with the old stack at once, not after the lease.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from qmroct.embedded.demo import make_demo_scans
 from qmroct.embedded.stack import RESTART_REASON
+from qmroct.runtime.records import ActivationStore
 from qmroct.storage.ledger import Ledger
 from qmroct.storage.records import JobKind
 from upstack import UpStack, gone, processes_under, up_env
@@ -43,7 +46,22 @@ def _wait(what: str, check, timeout_s: float, poll_s: float = 0.2):  # noqa: ANN
     raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
 
 
-def test_sigkill_mid_run_then_restart_finishes_every_job(tmp_path: Path) -> None:
+def _scheduler_starts(home: Path, since_ms: int) -> list[int]:
+    store = ActivationStore(home / "whisk")
+    try:
+        return sorted(
+            r.start for r in store.list(name="qmroct/scheduler", since=since_ms, limit=None)
+        )
+    finally:
+        store.close()
+
+
+def _finished(home: Path):  # noqa: ANN202
+    jobs = _jobs(home)
+    return jobs if jobs and all(j.state.value in ("done", "dead") for j in jobs) else None
+
+
+def test_sigkill_mid_backfill_then_restart_finishes_every_job(tmp_path: Path) -> None:
     home, inbox = tmp_path / "home", tmp_path / "inbox"
     make_demo_scans(1, inbox)
     env = up_env(
@@ -54,10 +72,33 @@ def test_sigkill_mid_run_then_restart_finishes_every_job(tmp_path: Path) -> None
     )
     first = UpStack(home, env, ("--inbox", str(inbox))).start()
     try:
-        # Mid-run: activations hold leases, their workers are running.
+        # The stored scan is measured, then a new measure version starts a backfill over it.
+        _wait("the upload's jobs done", lambda: _finished(home), timeout_s=600, poll_s=0.5)
+        # Four new measure versions: more backfill jobs than the cap, so some wait their turn.
+        for name in ("signal", "sharpness", "centration", "illumination"):
+            publish = subprocess.run(
+                [
+                    str(Path(sys.executable).with_name("qmroct")),
+                    "measure",
+                    "publish",
+                    name,
+                    "--version",
+                    "9.0.0",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert publish.returncode == 0, publish.stderr
+        # Mid-backfill: its activation holds a lease and its workers are running.
         leased = _wait(
-            "a job in flight",
-            lambda: [j for j in _jobs(home) if j.state.value == "leased" and j.activation_id],
+            "a backfill job in flight",
+            lambda: [
+                j
+                for j in _jobs(home)
+                if j.version == "9.0.0" and j.state.value == "leased" and j.activation_id
+            ],
             timeout_s=180,
             poll_s=0.05,
         )
@@ -73,34 +114,41 @@ def test_sigkill_mid_run_then_restart_finishes_every_job(tmp_path: Path) -> None
     assert gone(home) == [], "action workers outlived qmroct up"
     total = len(_jobs(home))
 
+    restarted_ms = int(time.time() * 1000)
     second = UpStack(home, env, ("--inbox", str(inbox))).start()
-    restarted = time.time()
     try:
         lost = {j.job_key for j in leased}
         requeued = {j.job_key: j for j in _jobs(home) if j.job_key in lost}
         assert all(RESTART_REASON in (j.last_error or "") for j in requeued.values())
 
-        def back_in_flight() -> float | None:
+        def back_in_flight() -> list[float] | None:
             jobs = {j.job_key: j for j in _jobs(home)}
             again = [
-                jobs[k].leased_at or restarted
+                jobs[k].leased_at
                 for k in lost
-                if jobs[k].state.value in ("leased", "done")
+                if jobs[k].state.value in ("leased", "done") and jobs[k].leased_at
             ]
-            return max(again) - restarted if len(again) == len(lost) else None
+            return again if len(again) == len(lost) else None
 
-        idle_s = _wait("the lost jobs re-driven", back_in_flight, timeout_s=LEASE_S / 10)
-        print(f"lost jobs leased again {idle_s:.2f} s after the restart (tick {TICK_S} s)")
+        again = _wait("the lost jobs re-driven", back_in_flight, timeout_s=LEASE_S / 10)
+        # No lost job waited longer than one scheduler tick: each was leased again before the
+        # restarted stack's second tick began (the first fires as it starts). Counted in ticks,
+        # not seconds, so a slow machine cannot make it pass or fail.
+        _wait(
+            "two scheduler ticks",
+            lambda: len(_scheduler_starts(home, restarted_ms)) >= 2,
+            timeout_s=60,
+        )
+        ticks = _scheduler_starts(home, restarted_ms)
+        assert max(again) * 1000 <= ticks[1], (again, ticks[:3])
+        print(f"lost jobs leased again {max(again) - restarted_ms / 1000:.2f} s after the restart")
 
-        def finished():  # noqa: ANN202
-            jobs = _jobs(home)
-            return jobs if all(j.state.value in ("done", "dead") for j in jobs) else None
-
-        jobs = _wait("every job finished", finished, timeout_s=600, poll_s=0.5)
+        jobs = _wait("every job finished", lambda: _finished(home), timeout_s=600, poll_s=0.5)
         assert len(jobs) >= total
         dead = [(j.job_key, j.last_error) for j in jobs if j.state.value == "dead"]
         assert dead == []
         assert {j.kind for j in jobs} >= {JobKind.MEASURE}
+        assert len([j for j in jobs if j.version == "9.0.0" and j.state.value == "done"]) == 4
     finally:
         second.stop(signal.SIGTERM)
     assert gone(home) == []
