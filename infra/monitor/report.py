@@ -114,10 +114,13 @@ def _plot_png(samples: list[ComponentSample], spans: list[Span]) -> bytes:
     for s in samples:
         series[s.component].append(s)
     fig, (ax_cpu, ax_mem) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, dpi=100)
-    for comp, rows in sorted(series.items()):
+    # 20 distinct colours, then dashed lines: a stack has about 16 components.
+    colours = plt.get_cmap("tab20").colors
+    for i, (comp, rows) in enumerate(sorted(series.items())):
         t = [r.t - t0 for r in rows]
-        ax_cpu.plot(t, [r.cpu_percent for r in rows], label=comp, linewidth=1.2)
-        ax_mem.plot(t, [r.rss_bytes / 2**20 for r in rows], label=comp, linewidth=1.2)
+        style = {"color": colours[i % 20], "linestyle": "-" if i < 20 else "--", "linewidth": 1.2}
+        ax_cpu.plot(t, [r.cpu_percent for r in rows], label=comp, **style)
+        ax_mem.plot(t, [r.rss_bytes / 2**20 for r in rows], label=comp, **style)
     palette = plt.get_cmap("Pastel1")
     for i, span in enumerate(spans):
         for ax in (ax_cpu, ax_mem):
