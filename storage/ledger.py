@@ -336,6 +336,8 @@ class Ledger:
                 " AND jobs.last_error LIKE :cancelled",
                 {"now": now, "cancelled": CANCELLED + "%"},
             )
+        # Dropped now, not at commit: a publication enqueues several batches in one transaction.
+        self.db.execute("DROP TABLE jobs_in, needs_in")
         return added
 
     def _insert(self, spec: JobSpec) -> int:

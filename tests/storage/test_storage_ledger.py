@@ -384,3 +384,19 @@ def test_claim_order_is_the_effective_priority(ledger, clock) -> None:
     ledger.enqueue("measure", h(3), "signal", "1.0.0", priority=PRIORITY_UPLOAD)
     order = [c.job.scan_hash for c in ledger.claim(cap=3)]
     assert order == [h(2), h(1), h(3)]
+
+
+def test_bulk_enqueues_in_one_transaction(ledger) -> None:
+    # A publication enqueues a batch per version inside one transaction: each batch must work.
+    from qmroct.storage.ledger import BULK_MIN_JOBS, JobSpec
+
+    def batch(version: str) -> list[JobSpec]:
+        return [
+            JobSpec(kind=JobKind.MEASURE, scan_hash=h(i), measure="signal", version=version)
+            for i in range(BULK_MIN_JOBS)
+        ]
+
+    with ledger.db.transaction():
+        assert ledger.enqueue_many(batch("1.0.0")) == BULK_MIN_JOBS
+        assert ledger.enqueue_many(batch("2.0.0")) == BULK_MIN_JOBS
+    assert ledger.counts().by_kind["measure"]["queued"] == 2 * BULK_MIN_JOBS
