@@ -177,6 +177,45 @@ class Controller:
             if other is not but and key in other:
                 raise Conflict(CONFORMANCE)
 
+    def _put_simple(
+        self,
+        table: dict[str, Any],
+        cls: type[Any],
+        what: str,
+        name: str,
+        parameters: dict[str, Any] | None,
+        put: EntityPut | None,
+        overwrite: bool,
+    ) -> Any:
+        """Create or update a package or trigger (Packages.scala / Triggers.scala): parameters
+        replace, annotations merge, the version is bumped."""
+        name = self._simple(name, what)
+        put = put or EntityPut(parameters=as_pairs(parameters or {}))
+        with self._lock:
+            self._exists(name, but=table)
+            old = table.get(name)
+            if old is not None and not overwrite:
+                raise Conflict(messages.EXISTS)
+            annotations = as_dict(old.annotations) if old else {}
+            annotations.update(as_dict(put.annotations or []))
+            entity = cls(
+                namespace=self.namespace,
+                name=name,
+                version=put.version or (bump(old.version) if old else "0.0.1"),
+                parameters=_keep(put.parameters, old.parameters if old else None),
+                annotations=as_pairs(annotations),
+                publish=_keep(put.publish, old.publish if old else False),
+            )
+            table[name] = entity
+            return entity
+
+    def _get_simple(self, table: dict[str, Any], what: str, name: str) -> Any:
+        with self._lock:
+            entity = table.get(self._simple(name, what))
+        if entity is None:
+            raise NotFound(messages.NOT_FOUND)
+        return entity
+
     def put_package(
         self,
         name: str,
@@ -186,32 +225,12 @@ class Controller:
         overwrite: bool = True,
     ) -> PackageEntity:
         """Packages.scala create/update: parameters replace, annotations merge."""
-        name = self._simple(name, "package")
-        put = put or EntityPut(parameters=as_pairs(parameters or {}))
-        with self._lock:
-            self._exists(name, but=self._packages)
-            old = self._packages.get(name)
-            if old is not None and not overwrite:
-                raise Conflict(messages.EXISTS)
-            annotations = as_dict(old.annotations) if old else {}
-            annotations.update(as_dict(put.annotations or []))
-            entity = PackageEntity(
-                namespace=self.namespace,
-                name=name,
-                version=put.version or (bump(old.version) if old else "0.0.1"),
-                parameters=_keep(put.parameters, old.parameters if old else None),
-                annotations=as_pairs(annotations),
-                publish=_keep(put.publish, old.publish if old else False),
-            )
-            self._packages[name] = entity
-            return entity
+        return self._put_simple(
+            self._packages, PackageEntity, "package", name, parameters, put, overwrite
+        )
 
     def get_package(self, name: str) -> PackageEntity:
-        with self._lock:
-            entity = self._packages.get(self._simple(name, "package"))
-        if entity is None:
-            raise NotFound(messages.NOT_FOUND)
-        return entity
+        return self._get_simple(self._packages, "package", name)
 
     def packages(self) -> list[PackageEntity]:
         with self._lock:
@@ -322,32 +341,12 @@ class Controller:
         *,
         overwrite: bool = True,
     ) -> TriggerEntity:
-        name = self._simple(name, "trigger")
-        put = put or EntityPut(parameters=as_pairs(parameters or {}))
-        with self._lock:
-            self._exists(name, but=self._triggers)
-            old = self._triggers.get(name)
-            if old is not None and not overwrite:
-                raise Conflict(messages.EXISTS)
-            annotations = as_dict(old.annotations) if old else {}
-            annotations.update(as_dict(put.annotations or []))
-            entity = TriggerEntity(
-                namespace=self.namespace,
-                name=name,
-                version=put.version or (bump(old.version) if old else "0.0.1"),
-                parameters=_keep(put.parameters, old.parameters if old else None),
-                annotations=as_pairs(annotations),
-                publish=_keep(put.publish, old.publish if old else False),
-            )
-            self._triggers[name] = entity
-            return entity
+        return self._put_simple(
+            self._triggers, TriggerEntity, "trigger", name, parameters, put, overwrite
+        )
 
     def get_trigger(self, name: str) -> TriggerEntity:
-        with self._lock:
-            entity = self._triggers.get(self._simple(name, "trigger"))
-        if entity is None:
-            raise NotFound(messages.NOT_FOUND)
-        return entity
+        return self._get_simple(self._triggers, "trigger", name)
 
     def triggers(self) -> list[TriggerEntity]:
         with self._lock:
