@@ -25,6 +25,7 @@ METRIC_MODULES = (
     "illumination",
     "plausibility",
     "regions",
+    "fast",
 )
 
 

@@ -22,6 +22,7 @@ from qmroct.measures.common import (
     with_disc_note,
 )
 from qmroct.measures.context import ScanContext
+from qmroct.metrics.fast import SmoothedRows
 from qmroct.metrics.geometry import thickness_range, thickness_um
 from qmroct.metrics.pathology import (
     cavity_columns,
@@ -157,6 +158,12 @@ class PathologyFlag(SuiteMeasure):
         bg = bg[np.isfinite(bg)]
         noise = float(np.median(bg)) if bg.size > 10 else float("nan")
         um, lat = ctx.scan.meta.spacing.axial_um, ctx.scan.meta.spacing.lateral_um
+        # One smoothing of the reflectivity serves the fluid test, the RPE search and the
+        # hole test, each on the rows it reads. NaN (no data) counts as the noise floor in the
+        # cavity tests and as 0 in the RPE search: the same image when there is no NaN.
+        sigma = (6.0 / um, 10.0 / lat)
+        fill = noise if np.isfinite(noise) else 0.0
+        smoothed = SmoothedRows(linear, fill, sigma)
         if np.isfinite(noise) and noise > 0:
             cavity, assessable = cavity_columns(
                 linear,
@@ -168,7 +175,8 @@ class PathologyFlag(SuiteMeasure):
                 min_rows=max(2, int(round(params.cavity_min_um / um))),
                 min_cols=max(2, int(round(params.cavity_min_width_um / lat))),
                 rpe_rows=max(2, int(round(25.0 / um))),
-                smooth_px=(6.0 / um, 10.0 / lat),
+                smooth_px=sigma,
+                smoothed=smoothed,
             )
             keep = assessable & np.isfinite(t)
             fluid = float(np.count_nonzero(cavity & keep) / max(keep.sum(), 1))
@@ -179,8 +187,10 @@ class PathologyFlag(SuiteMeasure):
         bm = outside_disc(ctx, seg.bm)
         if macular:
             floor = rpe_floor(bm)
-            smooth = ndimage.gaussian_filter(
-                np.nan_to_num(linear, nan=0.0).astype(np.float32), (0, 6.0 / um, 10.0 / lat)
+            smooth = (
+                smoothed
+                if fill == 0.0 or not np.isnan(linear).any()
+                else SmoothedRows(linear, 0.0, sigma)
             )
             # The RPE is searched in the lower half of the retina (the ILM and a thick RNFL
             # can outshine it), and at most 300 µm up: drusenoid detachments are taller.
@@ -227,7 +237,8 @@ class PathologyFlag(SuiteMeasure):
                 min_rows=max(2, int(round(HOLE_FILL * (hi - lo)))),
                 min_cols=max(2, int(round(params.hole_min_width_um / lat))),
                 rpe_rows=max(2, int(round(25.0 / um))),
-                smooth_px=(6.0 / um, 10.0 / lat),
+                smooth_px=sigma,
+                smoothed=smoothed,
             )
             hole_width = float(_longest_run(hole).max(initial=0) * lat)
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from qmroct.metrics.fast import SmoothedRows, nanpercentile_columns, rect_opening_columns
 from qmroct.metrics.regions import band_mask
 
 #: A region darker than this fraction of the way from the noise floor to the local ONL level
@@ -33,6 +34,7 @@ def cavity_columns(
     min_cols: int,
     rpe_rows: int,
     smooth_px: tuple[float, float] = (1.0, 1.5),
+    smoothed: SmoothedRows | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per A-scan, whether a hyporeflective cavity lies between ``top`` and ``bottom``.
 
@@ -43,14 +45,19 @@ def cavity_columns(
     Returns ``(cavity, assessable)``, both boolean (n, w): a cavity is a dark region at least
     ``min_rows`` tall and ``min_cols`` wide (a morphological opening: speckle dips of a single
     frame are a pixel or two across, cystoid spaces 50 to 250 µm); a column is assessable where its ONL stands ``MIN_CONTRAST`` noise
-    floors above the floor.
+    floors above the floor. ``smoothed``, if given, is ``linear`` smoothed by ``smooth_px``
+    with NaN as ``noise`` (:class:`~qmroct.metrics.fast.SmoothedRows`), shared between calls.
     """
     n, h, w = linear.shape
-    img = ndimage.gaussian_filter(
-        np.nan_to_num(linear, nan=noise).astype(np.float32), (0, *smooth_px)
-    )
-    onl = band_mask(h, onl_top, bottom)
-    rpe = band_mask(h, bm - rpe_rows, bm)
+    if smoothed is None:
+        smoothed = SmoothedRows(linear, noise, smooth_px)
+    # Only the rows of the nuclear band and the RPE band are read: smooth those alone.
+    lo = np.fmin(np.fmin(top, onl_top), bm - rpe_rows)
+    hi = np.fmax(bottom, bm)
+    img, r0 = smoothed.band(lo, hi)
+    rows = img.shape[1]
+    onl = band_mask(rows, onl_top, bottom, first_row=r0)
+    rpe = band_mask(rows, bm - rpe_rows, bm, first_row=r0)
     count = onl.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         onl_col = np.where(count > 0, np.where(onl, img, 0).sum(axis=1) / count, np.nan)
@@ -65,10 +72,10 @@ def cavity_columns(
             typical[b, 0] = np.median(ratio[b, ok])
     ref = typical * rpe_col
     level = noise + CAVITY_LEVEL * (ref - noise)
-    band = band_mask(h, top, bottom)
+    band = band_mask(rows, top, bottom, first_row=r0)
     dark = band & (img < level[:, None, :])
-    opened = ndimage.binary_opening(dark, structure=np.ones((1, min_rows, min_cols), bool))
-    cavity = opened.any(axis=1)
+    # The opening by a 1 x min_rows x min_cols box, reduced to the columns it keeps.
+    cavity = rect_opening_columns(dark, min_rows, min_cols)
     assessable = np.isfinite(ref) & (ref > MIN_CONTRAST * noise)
     return cavity & assessable, assessable
 
@@ -119,33 +126,51 @@ def elevation_over_width(lift_um: np.ndarray, width_px: int) -> np.ndarray:
 
 
 def rpe_rows(
-    img: np.ndarray, floor: np.ndarray, top: np.ndarray, *, below_px: int, level: float = 0.35
+    img: np.ndarray | SmoothedRows,
+    floor: np.ndarray,
+    top: np.ndarray,
+    *,
+    below_px: int,
+    level: float = 0.35,
 ) -> np.ndarray:
     """Per A-scan, the lower edge of the RPE searched near its floor, independently of the
     layer segmentation's BM (whose boundaries are smoothed across neighbours and bridge drusen).
 
-    ``img`` (n, h, w) smoothed reflectivity, ``floor`` (n, w) rows, ``top`` (n, w) the highest
-    row to search (below the bright inner retina, e.g. half-way down from the ILM). In the
-    window from ``top`` to ``below_px`` under the floor, the RPE is the deepest bright band:
+    ``img`` (n, h, w) smoothed reflectivity (or a :class:`~qmroct.metrics.fast.SmoothedRows`,
+    of which only the rows searched are computed), ``floor`` (n, w) rows, ``top`` (n, w) the
+    highest row to search (below the bright inner retina, e.g. half-way down from the ILM). In
+    the window from ``top`` to ``below_px`` under the floor, the RPE is the deepest bright band:
     the deepest row brighter than ``level`` of the way from the window's 10th percentile to its
     maximum (the choroid below it and druse material under a lifted RPE are darker).
     Returns rows (float, NaN where the floor or top is unknown).
     """
-    n, h, w = img.shape
+    n, w = floor.shape
     out = np.full((n, w), np.nan)
+    ok = np.isfinite(floor) & np.isfinite(top)
+    if not ok.any():
+        return out
+    # Per B-scan, the columns searched, their floor row and how far above it to look.
+    plan = []
     for b in range(n):
-        ok = np.isfinite(floor[b]) & np.isfinite(top[b])
-        if not ok.any():
-            continue
-        cols = np.flatnonzero(ok)
-        f = np.round(floor[b, cols]).astype(int)
-        above = np.clip(f - np.round(top[b, cols]).astype(int), 1, None)
+        if ok[b].any():
+            cols = np.flatnonzero(ok[b])
+            f = np.round(floor[b, cols]).astype(int)
+            above = np.clip(f - np.round(top[b, cols]).astype(int), 1, None)
+            plan.append((b, cols, f, above))
+    if isinstance(img, SmoothedRows):
+        h = img.height
+        first = min(int(f.min()) - int(above.max()) for _, _, f, above in plan)
+        last = max(int(f.max()) for _, _, f, _ in plan) + below_px
+        vol, r0 = img.rows(first, last + 1)
+    else:
+        h, vol, r0 = img.shape[1], img, 0
+    for b, cols, f, above in plan:
         offs = np.arange(-int(above.max()), below_px + 1)
         rows = np.clip(f[None, :] + offs[:, None], 0, h - 1)
-        win = img[b][rows, cols[None, :]]  # (window, columns)
+        win = vol[b][rows - r0, cols[None, :]]  # (window, columns)
         inside = offs[:, None] >= -above[None, :]
         win = np.where(inside, win, np.nan)
-        lo = np.nanpercentile(win, 10, axis=0)
+        lo = nanpercentile_columns(win, 10)
         hi = np.nanmax(win, axis=0)
         bright = np.nan_to_num(win, nan=-np.inf) >= lo + level * (hi - lo)
         deepest = win.shape[0] - 1 - np.argmax(bright[::-1], axis=0)

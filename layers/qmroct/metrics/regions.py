@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def band_mask(height: int, top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
-    """Boolean mask (n, height, w): rows ``top <= z < bottom`` of each A-scan (NaN: empty)."""
-    z = np.arange(height, dtype=np.float32)[None, :, None]
+def band_mask(
+    height: int, top: np.ndarray, bottom: np.ndarray, *, first_row: int = 0
+) -> np.ndarray:
+    """Boolean mask (n, height, w): rows ``top <= z < bottom`` of each A-scan (NaN: empty).
+
+    With ``first_row``, the mask covers image rows ``first_row`` to ``first_row + height``
+    (a window of the image, e.g. the rows a band lies in)."""
+    z = np.arange(first_row, first_row + height, dtype=np.float32)[None, :, None]
     t = np.where(np.isfinite(top), top, np.inf)[:, None, :]
     b = np.where(np.isfinite(bottom), bottom, -np.inf)[:, None, :]
     return (z >= t) & (z < b)
