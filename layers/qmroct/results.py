@@ -22,6 +22,14 @@ class Verdict(StrEnum):
     NOT_APPLICABLE = "not_applicable"
 
 
+class Grading(BaseModel):
+    """One value held against its thresholds for a letter."""
+
+    value: float | None = Field(None, description="None: could not be computed")
+    verdict: Verdict
+    thresholds: tuple[float, float] | None = Field(None, description="(warn, fail)")
+
+
 class CriterionVerdict(BaseModel):
     criterion: Criterion
     verdict: Verdict
@@ -33,6 +41,16 @@ class CriterionVerdict(BaseModel):
     )
     thresholds: tuple[float, float] | None = Field(
         None, description="(warn, fail) thresholds the graded value was held against"
+    )
+    graded_value: float | None = Field(None, description="the value named by graded_by")
+    threshold_position: float | None = Field(
+        None,
+        description="where the graded value sits between its thresholds: 0 at warn, 1 at fail, "
+        "negative while it passes; of several values at one verdict the highest decides",
+    )
+    gradings: dict[str, Grading] = Field(
+        default_factory=dict,
+        description="every value graded into this verdict, the deciding one included",
     )
 
 

@@ -29,7 +29,7 @@ from qmroct.measures import (  # noqa: F401 - imported to register
     sharpness,
     signal,
 )
-from qmroct.measures.verdicts import worst
+from qmroct.measures.verdicts import own_gradings, worst
 from qmroct.results import Criterion, CriterionVerdict, MeasureOutput, Verdict
 
 LETTERS: tuple[Criterion, ...] = ("O", "S", "C", "A", "R", "I", "B")
@@ -61,7 +61,9 @@ class OscarIbSummary(BaseModel):
 def oscar_ib_summary(outputs: list[MeasureOutput]) -> OscarIbSummary:
     """Combine the measures' verdicts: per letter the worst; overall failed if any letter fails.
 
-    Each letter's ``graded_by`` names the value that decided it, ``"<measure>.<value>"``.
+    Each letter's ``graded_by`` names the value that decided it, ``"<measure>.<value>"``
+    (across measures as within one: :func:`~qmroct.measures.verdicts.worst`), and its
+    ``gradings`` every value graded into the letter.
 
     A soft letter (S, I, B) that fails counts as a failure too: automated grading has no reader
     to overrule it, and APOSTEL 2.0 asks to report which criterion failed.
@@ -70,8 +72,25 @@ def oscar_ib_summary(outputs: list[MeasureOutput]) -> OscarIbSummary:
     for out in outputs:
         for v in out.verdicts:
             by = f"{out.measure}.{v.graded_by}" if v.graded_by else None
+            # A verdict built without grade() (a flag) names its value but does not carry it.
+            gradings = {
+                k: g
+                if g.value is not None
+                else g.model_copy(update={"value": _number(out.values.get(k))})
+                for k, g in own_gradings(v).items()
+            }
+            value = v.graded_value
+            if value is None and v.graded_by:
+                value = _number(out.values.get(v.graded_by))
             by_letter[v.criterion].append(
-                v.model_copy(update={"reason": f"{out.measure}: {v.reason}", "graded_by": by})
+                v.model_copy(
+                    update={
+                        "reason": f"{out.measure}: {v.reason}",
+                        "graded_by": by,
+                        "graded_value": value,
+                        "gradings": {f"{out.measure}.{k}": g for k, g in gradings.items()},
+                    }
+                )
             )
     letters = {c: worst(c, vs) for c, vs in by_letter.items()}
     failed = [c for c, v in letters.items() if v.verdict is Verdict.FAIL]
@@ -79,3 +98,7 @@ def oscar_ib_summary(outputs: list[MeasureOutput]) -> OscarIbSummary:
     return OscarIbSummary(
         letters=letters, passed=not failed, failed_letters=failed, warned_letters=warned
     )
+
+
+def _number(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
