@@ -13,6 +13,7 @@ _COMMAND_MODULES = (
     "qmroct.cli.runtime_cmds",
     "qmroct.cli.scan_cmds",
     "qmroct.cli.measure_cmds",
+    "qmroct.cli.validate_cmds",
     "qmroct.cli.measure_dev_cmds",
     "qmroct.cli.orch_cmds",
     "qmroct.cli.gateway_cmds",

@@ -1,4 +1,4 @@
-"""Commands of the measure suite: measure run/list/docs, validate, bench measures."""
+"""Commands of the measure suite: measure run/list/docs, bench measures (validate: validate_cmds)."""
 
 from __future__ import annotations
 
@@ -64,100 +64,6 @@ def _run(file: Path, measures: tuple[str, ...], as_json: bool, report: Path | No
     click.echo("overall: " + ("PASS" if s.passed else f"FAIL ({', '.join(s.failed_letters)})"))
     if report is not None:
         click.echo(f"report and pictures in {report}")
-
-
-def _validate(as_json: bool, quick: bool, samples: Path | None, seeds: int | None) -> None:
-    from qmroct.measures.validation import (
-        GRADER_SEVERITY,
-        SIGNAL_VALUES,
-        ordering_on_samples,
-        retest,
-        sweep,
-    )
-
-    t0 = time.time()
-
-    def progress(done: int, total: int) -> None:
-        if done == total or done % 25 == 0:
-            click.echo(f"phantoms {done}/{total} ({time.time() - t0:.0f} s)", err=True)
-
-    result = sweep(quick=quick, seeds=seeds, progress=progress)
-    root = samples or _default_samples()
-    ordering = ordering_on_samples(root) if root else []
-    repeats = retest(eyes=2 if quick else 6)
-    if as_json:
-        # Keyed by measure name only; the fail severity and its reason travel with each probe
-        # and the real-sample ordering with the signal measure it checks.
-        doc = {name: mv.model_dump(mode="json") for name, mv in result.items()}
-        for pattern, rows in repeats.items():
-            for row in rows:
-                entry = doc.setdefault(row.graded_by.partition(".")[0], {})
-                entry.setdefault("test_retest", []).append(
-                    {"pattern": pattern, **row.model_dump(mode="json")}
-                )
-        if "signal" in doc:
-            doc["signal"]["ordering_real_samples"] = [c.model_dump(mode="json") for c in ordering]
-        click.echo(json.dumps(doc, indent=2))
-        return
-    click.echo(
-        f"phantom sweep ({'quick' if quick else 'full'}); every seed a different healthy eye; "
-        "AUC of clean against the severity a grader fails, 95% bootstrap interval"
-    )
-    click.echo(f"{'measure':16} {'AUC':>6} {'95% CI':>13} {'monotonic':>9}")
-    for name, mv in result.items():
-        if mv.auc is None:
-            click.echo(f"{name:16} {'n/a':>6}  {mv.note}")
-            continue
-        lo, hi = mv.auc_ci95 or (float("nan"), float("nan"))
-        click.echo(f"{name:16} {mv.auc:6.3f} [{lo:.2f}, {hi:.2f}] {str(mv.monotonic):>9}")
-        for p in mv.probes:
-            curve = " ".join(
-                f"{s:g}:{v:.3g}" for s, v in zip(p["severities"], p["response"], strict=True)
-            )
-            a_lo, a_hi = p["auc_ci95"]
-            click.echo(
-                f"    {p['defect']:15} {p['value']} ({p['direction']}): {curve}\n"
-                f"    {'':15} fail at {p['fail_severity']:g}: AUC {p['auc']:.3f} "
-                f"[{a_lo:.2f}, {a_hi:.2f}], n {p['n_clean']}+{p['n_defect']}; "
-                f"{GRADER_SEVERITY[p['defect']].why}"
-            )
-    click.echo("\ncross-talk: fraction flagged (warn/fail) at each defect's fail severity")
-    for name, mv in result.items():
-        hits = {d: r for d, r in mv.cross_talk.items() if r - (mv.clean_flag_rate or 0) >= 0.5}
-        shown = ", ".join(f"{d} {r:.2f}" for d, r in hits.items()) or "none"
-        click.echo(f"  {name:16} clean {mv.clean_flag_rate:.2f}; flagged: {shown}")
-        for d, why in mv.expected_cross_talk.items():
-            click.echo(f"      {d}: expected ({why})")
-        if mv.unexpected_cross_talk:
-            click.echo(f"      UNEXPECTED: {', '.join(mv.unexpected_cross_talk)}")
-    click.echo("\ntest-retest: repeat scans of the same phantom eyes (new speckle and noise)")
-    for pattern, rows in repeats.items():
-        for row in rows:
-            click.echo(
-                f"  {pattern:6} {row.letter} {row.graded_by:40} max {row.max_relative_difference:.1%}"
-                f"  median {row.median_relative_difference:.1%}  ({row.eyes} eyes)"
-            )
-    click.echo("\nreal samples: signal values against the device quality (same device kind)")
-    for c in ordering:
-        for s in c.scans:
-            vals = " ".join(f"{k}={s[k]:.3g}" for k in SIGNAL_VALUES if s[k] is not None)
-            click.echo(f"  [{c.kind}] {s['scan']}: device {s['device_quality']:.1f}; {vals}")
-        verdict = ", ".join(f"{k} {'agrees' if ok else 'DISAGREES'}" for k, ok in c.agrees.items())
-        click.echo(f"  [{c.kind}] order: {verdict or 'only one scan of this kind'}")
-    click.echo(f"\n({time.time() - t0:.0f} s)")
-
-
-def _default_samples() -> Path | None:
-    import os
-
-    env = os.environ.get("QMROCT_SAMPLES")
-    repo = Path(__file__).resolve().parents[2]
-    candidates = [Path(env)] if env else []
-    candidates += [repo.parent / "shared" / "data" / "oct-samples"]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return None
 
 
 def _bench(as_json: bool) -> None:
@@ -239,23 +145,6 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
         from qmroct.measures.docs import render_markdown
 
         sys.stdout.write(render_markdown())
-
-    @cli.command("validate")
-    @click.option("--json", "as_json", is_flag=True, help="JSON keyed by measure name")
-    @click.option(
-        "--quick", is_flag=True, help="6 seeds, severities notice/fail/1 (the run tests use)"
-    )
-    @click.option("--seeds", type=int, help="phantom eyes per severity (default 6 quick, 16 full)")
-    @click.option(
-        "--samples",
-        type=click.Path(file_okay=False, path_type=Path),
-        help="real OCT samples folder (default: $QMROCT_SAMPLES or ../shared/data/oct-samples)",
-    )
-    def validate_cmd(as_json: bool, quick: bool, samples: Path | None, seeds: int | None) -> None:
-        """Validate the measures: phantom defect sweep over healthy eyes of natural anatomical
-        variation (response, AUC with 95% CI at the severity a grader fails, cross-talk) and
-        the ordering of the real samples by the signal measures. Progress goes to stderr."""
-        _validate(as_json, quick, samples, seeds)
 
     @bench.command("measures")
     @click.option("--json", "as_json", is_flag=True)

@@ -43,16 +43,6 @@ def test_measure_run_on_every_real_sample(samples_dir: Path, rel: str):
     assert set(doc["oscar_ib"]["letters"]) == set("OSCARIB")
 
 
-def test_real_spectralis_signal_orders_like_device_quality(samples_dir: Path):
-    from qmroct.measures.validation import ordering_on_samples
-
-    checks = {c.kind: c for c in ordering_on_samples(samples_dir)}
-    spectralis = checks.get("spectralis_q")
-    if spectralis is None or len(spectralis.scans) < 2:
-        pytest.skip("fewer than two real Spectralis scans with a device quality")
-    assert spectralis.agrees["peak_snr_db"], spectralis.scans
-
-
 def test_measure_run_writes_report_and_pictures(samples_dir: Path, tmp_path: Path):
     path = samples_dir / "heidelberg_vol" / "Willis_B_716_2.vol"
     if not path.exists():

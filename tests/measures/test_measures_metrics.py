@@ -225,7 +225,8 @@ def test_illumination_indices():
     assert illumination.edge_centre_ratio(vign) < 0.5
     shadow = s.copy()
     shadow[10:20] = 0.2
-    assert illumination.dark_fraction(shadow) == pytest.approx(0.1)
+    # weighted by depth: a tenth of the A-scans at 0.2 of the median, 0.6 below the half line
+    assert illumination.dark_fraction(shadow) == pytest.approx(0.1 * (1 - 0.2 / 0.5))
     sec = illumination.sector_signal_db(shadow, 0.1, sectors=10)
     assert sec[1] == pytest.approx(10 * np.log10(0.04 / 0.01))
     assert illumination.weakest_sector_deficit_db(sec) == pytest.approx(20 - 10 * np.log10(4))

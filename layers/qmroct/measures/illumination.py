@@ -19,7 +19,7 @@ from qmroct.measures.common import (
     with_disc_note,
 )
 from qmroct.measures.context import ScanContext
-from qmroct.measures.verdicts import grade, worst
+from qmroct.measures.verdicts import grade, not_applicable, worst
 from qmroct.metrics.illumination import (
     ascan_signal,
     bscan_gain_cv,
@@ -29,6 +29,7 @@ from qmroct.metrics.illumination import (
     signal_cv,
     weakest_sector_deficit_db,
 )
+from qmroct.oct.model import ScanPattern
 
 
 class IlluminationParams(BaseModel):
@@ -43,21 +44,29 @@ class IlluminationParams(BaseModel):
     edge_centre_fail: float = Field(0.6, gt=0, le=1, description="edge/centre below this fails")
     sector_deficit_warn_db: float = Field(6.0, gt=0, le=40, description="weakest sector deficit")
     sector_deficit_fail_db: float = Field(10.0, gt=0, le=40)
-    dark_warn: float = Field(0.02, ge=0, le=1, description="dark A-scan fraction that warns")
-    dark_fail: float = Field(0.08, ge=0, le=1)
+    dark_warn: float = Field(
+        0.02, ge=0, le=1, description="dark fraction that warns: a tenth of the scan under 4 dB"
+    )
+    dark_fail: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="dark fraction that fails: a fifth of the scan under the 5 dB shadow a "
+        "grader fails scores 0.074, less its softened edges (phantoms there: 0.055 to 0.13)",
+    )
     gain_cv_warn: float = Field(0.10, gt=0, le=2, description="B-scan gain CV that warns")
     gain_cv_fail: float = Field(0.25, gt=0, le=2)
 
 
 @register
 class Illumination(SuiteMeasure):
-    """Illumination, from s(j), the mean retinal reflectivity (linear estimate) of each A-scan: its CV, the
-    edge/centre ratio (vignetting), the weakest of 16 sectors below their median (dB; a shadow
-    or a dim side), the fraction of A-scans darker than half the median (shadows), and for
-    volumes the CV of the per-B-scan gain. Vessel shadows (narrower than 150 µm) are removed
-    by a running median first: they are anatomy, not illumination, and so is the optic disc,
-    whose A-scans are left out. Soft criterion: failures here rarely exclude a scan
-    alone (Tewarie 2012)."""
+    """Illumination, from s(j), the mean retinal reflectivity (linear estimate) of each
+    A-scan: its CV, the edge/centre ratio (vignetting; not graded on rings, whose ends meet),
+    the weakest of 16 sectors below their median (dB; a shadow or a dim side), the share of
+    A-scans darker than half the median, weighted by depth (shadows), and for volumes the CV of
+    the per-B-scan gain. Vessel shadows (narrower than 150 µm) are removed by a running median
+    first: they are anatomy, not illumination, and so is the optic disc, whose A-scans are left
+    out. Soft criterion: failures here rarely exclude a scan alone (Tewarie 2012)."""
 
     name = "illumination"
     version = "1.0.0"
@@ -73,7 +82,11 @@ class Illumination(SuiteMeasure):
             "lower is better",
             "median sector SNR minus the weakest",
         ),
-        "dark_fraction": ("fraction", "lower is better", "A-scans below half the median signal"),
+        "dark_fraction": (
+            "fraction",
+            "lower is better",
+            "A-scans below half the median signal, each weighted by its depth below it",
+        ),
         "bscan_gain_cv": ("", "lower is better", "CV of the per-B-scan mean signal (volumes)"),
         "intensity_map": ("", "", "relative linear reflectivity estimate the ratios used"),
     }
@@ -110,8 +123,17 @@ class Illumination(SuiteMeasure):
             "bscan_gain_cv": gain,
             "intensity_map": lin_name,
         }
-        gradings = [
-            grade(
+        # A ring's two ends are neighbours on the fundus and every A-scan lies at the same
+        # distance from its centre: its ends are no field edge, and edge/centre compares the
+        # temporal retina with the rest (anatomy). A dim side shows in the weakest sector.
+        edges = (
+            not_applicable(
+                "I",
+                f"edge/centre {ec:.3g} not graded: a ring's ends are neighbours on the fundus, "
+                "not the edge of the field",
+            )
+            if ctx.scan.meta.pattern is ScanPattern.RING
+            else grade(
                 "I",
                 "edge/centre",
                 ec,
@@ -119,7 +141,10 @@ class Illumination(SuiteMeasure):
                 warn=params.edge_centre_warn,
                 fail=params.edge_centre_fail,
                 higher_is_better=True,
-            ),
+            )
+        )
+        gradings = [
+            edges,
             grade(
                 "I",
                 "weakest sector deficit",

@@ -79,7 +79,8 @@ class Signal(SuiteMeasure):
         "peak_snr_db": (
             "dB",
             "higher is better",
-            "P95 retina over median vitreous, linear estimate; grades S",
+            "P95 retina over the median of the positive vitreous values (a floor clipped at 0 "
+            "by the device keeps its scale), linear estimate; grades S",
         ),
         "peak_snr_db_min": ("dB", "higher is better", "lowest B-scan peak SNR"),
         "intensity_map": ("", "", "linear estimate used for the peak SNR"),

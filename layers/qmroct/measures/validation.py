@@ -17,16 +17,14 @@ segments them, runs the measures, and reports per measure:
   the measure flags (warn or fail), against its rate on clean phantoms. Cross-talk that physics
   explains is listed in :data:`EXPECTED_CROSS_TALK`; anything else is reported as unexpected.
 
-The real-sample check: the signal values must order the real scans of one device the way the
-device's own quality values order them (the graded value, ``peak_snr_db``, must agree; the
-others are reported).
+The checks on real samples (repeat pairs, S ordering, leave-one-out) are in
+:mod:`qmroct.measures.real_samples`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -38,10 +36,6 @@ from qmroct.results import MeasureOutput, Verdict
 
 MODERATE = 0.5
 BOOTSTRAP = 2000
-#: The signal values compared with the device quality; the first grades OSCAR-IB S.
-SIGNAL_VALUES = ("peak_snr_db", "snr_db", "qi", "mtci", "cnr")
-#: Smaller B-scans are format fixtures (synthetic or shrunk), not real acquisitions.
-MIN_REAL_SIDE = 128
 FULL_SEVERITIES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 QUICK_SEVERITIES = (0.0, 0.25, 0.5, 1.0)
 
@@ -241,12 +235,6 @@ class MeasureValidation(BaseModel):
     expected_cross_talk: dict[str, str] = Field(default_factory=dict)
     unexpected_cross_talk: list[str] = Field(default_factory=list)
     note: str = ""
-
-
-class OrderingCheck(BaseModel):
-    kind: str
-    scans: list[dict]
-    agrees: dict[str, bool]
 
 
 def auc(clean: Iterable[float], defect: Iterable[float]) -> float:
@@ -450,42 +438,6 @@ def sweep(
     return result
 
 
-def ordering_on_samples(root: Path) -> list[OrderingCheck]:
-    """Compare the signal values with the device quality on the real samples, per device kind."""
-    from qmroct.errors import QmroctError
-    from qmroct.oct.readers import read_scan
-
-    rows: dict[str, list[dict]] = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() != ".md"):
-        try:
-            scan = read_scan(path, name=path.name)
-        except (QmroctError, ValueError):
-            continue
-        q = [v for v in (scan.meta.device_quality or []) if v is not None]
-        if not q or not scan.meta.device_quality_kind or min(scan.shape[1:]) < MIN_REAL_SIDE:
-            continue
-        out = run_suite(scan, only=["signal"]).outputs[0]
-        rows.setdefault(scan.meta.device_quality_kind, []).append(
-            {
-                "scan": str(path.relative_to(root)),
-                "device_quality": float(np.mean(q)),
-                **{k: out.values.get(k) for k in SIGNAL_VALUES},
-            }
-        )
-    checks = []
-    for kind, scans in rows.items():
-        if len(scans) < 2:
-            checks.append(OrderingCheck(kind=kind, scans=scans, agrees={}))
-            continue
-        order = np.argsort([s["device_quality"] for s in scans])
-        agrees = {}
-        for key in SIGNAL_VALUES:
-            vals = [s[key] if s[key] is not None else np.nan for s in scans]
-            agrees[key] = bool(np.all(np.diff(np.asarray(vals, float)[order]) > 0))
-        checks.append(OrderingCheck(kind=kind, scans=scans, agrees=agrees))
-    return checks
-
-
 class RetestRow(BaseModel):
     letter: str
     graded_by: str
@@ -506,7 +458,8 @@ def retest(
     *, patterns: tuple[str, ...] = ("volume", "ring", "line"), eyes: int = 4
 ) -> dict[str, list[RetestRow]]:
     """Repeat scans of the same phantom eyes (same anatomy, new speckle and noise): per pattern
-    and letter, how much the value that grades the letter differs between the two scans."""
+    and letter, how much each value graded into the letter (its ``gradings``, in either scan)
+    differs between the two scans."""
     out: dict[str, list[RetestRow]] = {}
     for pattern in patterns:
         diffs: dict[tuple[str, str], list[float]] = {}
@@ -515,17 +468,16 @@ def retest(
             for repeat in (0, 1):
                 scan, _, _ = make_phantom(pattern, seed=seed, repeat=repeat)
                 runs.append(run_suite(scan, segmentation=segment(scan)))
-            values = [{o.measure: o.values for o in r.outputs} for r in runs]
             for letter, v in runs[0].summary.letters.items():
-                if not v.graded_by:
-                    continue
-                m, _, key = v.graded_by.partition(".")
-                a, b = values[0][m].get(key), values[1][m].get(key)
-                if isinstance(a, int | float) and isinstance(b, int | float):
-                    warn = v.thresholds[0] if v.thresholds else None
-                    diffs.setdefault((letter, v.graded_by), []).append(
-                        relative_difference(float(a), float(b), warn)
-                    )
+                g0, g1 = v.gradings, runs[1].summary.letters[letter].gradings
+                for key in dict.fromkeys([*g0, *g1]):
+                    a = g0[key].value if key in g0 else None
+                    b = g1[key].value if key in g1 else None
+                    if a is not None and b is not None:
+                        th = (g0.get(key) or g1[key]).thresholds
+                        diffs.setdefault((letter, key), []).append(
+                            relative_difference(a, b, th[0] if th else None)
+                        )
         out[pattern] = [
             RetestRow(
                 letter=letter,

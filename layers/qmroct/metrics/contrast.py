@@ -53,19 +53,26 @@ def peak_snr_db(linear: np.ndarray, retina: np.ndarray, background: np.ndarray) 
     """Peak tissue signal over the noise floor, in dB ("device-style" definition).
 
     On relative linear reflectivity: the 95th percentile of the retina over the median of the
-    vitreous, the way device indices such as Spectralis' Q relate the brightest tissue to the
-    noise floor (speckle and averaging affect it less than a variance-based SNR).
+    vitreous' *positive* values, the way device indices such as Spectralis' Q relate the
+    brightest tissue to the noise floor (speckle and averaging affect it less than a
+    variance-based SNR).
 
-    .. math:: \\mathrm{SNR_{peak}} = 10 \\log_{10} \\frac{P_{95}(I_{ret})}{\\operatorname{median}(I_{bg})}
+    Why the positive values: some acquisition software subtracts a noise offset and clips at
+    zero (a 2011 Spectralis ring export has 37% of its vitreous at exactly 0, scans of 2017 3 to
+    6%). A plain median then falls with the clipping and the SNR rises with it. The noise floor
+    is exponential in intensity, and an exponential is memoryless: above any offset it keeps its
+    scale, so the median of the values above zero is the same floor with or without the
+    clipping (on unclipped noise the two medians agree).
+
+    .. math:: \\mathrm{SNR_{peak}} = 10 \\log_{10} \\frac{P_{95}(I_{ret})}{\\operatorname{median}(I_{bg} > 0)}
 
     Units: dB. Direction: higher is better.
     """
     r = linear[retina]
     b = linear[background]
     r, b = r[np.isfinite(r)], b[np.isfinite(b)]
+    b = b[b > 0]
     if r.size < 10 or b.size < 10:
         return float("nan")
     floor = float(np.median(b))
-    if floor <= 0:
-        return float("nan")
     return float(10.0 * np.log10(float(np.percentile(r, 95)) / floor))

@@ -92,16 +92,29 @@ def weakest_sector_deficit_db(sector_db: np.ndarray) -> float:
 
 
 def dark_fraction(s: np.ndarray, *, threshold: float = 0.5) -> float:
-    """Fraction of A-scans darker than ``threshold`` times the median signal.
+    """Shadowed share of the A-scans: each A-scan darker than ``threshold`` times the median
+    signal counts by how deep it falls below it, a black one fully.
 
-    .. math:: f = \\#\\{j : s_j < 0.5\\,\\operatorname{median}(s)\\} / n
+    .. math:: f = \\frac{1}{n} \\sum_j \\operatorname{clip}\\Big(\\frac{\\theta m - s_j}{\\theta m}, 0, 1\\Big),
+              \\quad m = \\operatorname{median}(s),\\ \\theta = 0.5
 
-    Units: fraction. Direction: lower is better (shadows raise it).
+    Why weighted, not a count of A-scans under the line: a count jumps as a broad shadow
+    crosses the line. A major vessel's shadow on a peripapillary ring sits near half the
+    median; two scans of one eye 3 s apart counted 2.5% and 0.8% of their A-scans dark, a
+    warning in one and a pass in the other. Weighted by depth, such A-scans count a few
+    percent each and the two scans agree; a deep media shadow still counts fully.
+    Scale: a fifth of the scan under a 5 dB shadow (0.316 of the median) scores
+    0.2 * (1 - 0.316 / 0.5) = 0.074; a tenth under 4 dB scores 0.020.
+
+    Units: fraction (A-scan equivalents). Direction: lower is better (shadows raise it).
     """
     v = s[np.isfinite(s)]
     if v.size == 0:
         return float("nan")
-    return float(np.count_nonzero(v < threshold * np.median(v)) / v.size)
+    line = threshold * float(np.median(v))
+    if line <= 0:
+        return float("nan")
+    return float(np.mean(np.clip((line - v) / line, 0.0, 1.0)))
 
 
 def bscan_gain_cv(s: np.ndarray) -> float:

@@ -111,6 +111,18 @@ def _exam_date(hdr: np.void) -> date | None:
         return None
 
 
+def _exam_time(hdr: np.void) -> str | None:
+    """The acquisition's date and time (ISO 8601, the device's clock): it tells repeat scans of
+    one sitting apart from follow-ups."""
+    ticks = int(hdr["exam_time"])
+    if ticks == 0:
+        return None
+    try:
+        return (_EPOCH_1601 + timedelta(microseconds=ticks // 10)).isoformat(timespec="seconds")
+    except OverflowError:
+        return None
+
+
 def _visit_date(days: float) -> date | None:
     if not np.isfinite(days) or days <= 0 or days > 2_958_465:  # beyond 9999-12-31
         return None
@@ -214,6 +226,7 @@ def read_vol(src: Source) -> Scan:
             "scan_pattern_code": pattern_code,
             "field_size_slo_deg": int(hdr["field_size_slo"]),
             "scan_focus_dpt": float(hdr["scan_focus"]),
+            "exam_time": _exam_time(hdr),
             "ring_shift_ascans": int(bhdr[0]["shift"]) if pattern is ScanPattern.RING else None,
         },
     )
