@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import BaseModel
+from qmroct.embedded.breakdown import CpuBreakdown, CpuSampler
 from qmroct.embedded.stack import EmbeddedStack, StackOptions
 
 PAPER_UPLOAD_S = 94.0
@@ -137,11 +138,15 @@ class PaperFigures(BaseModel):
     paper_end_to_end_s: float = PAPER_UPLOAD_S + PAPER_QA_S
     paper_measures: int = 3
     speedup: float = 0.0
-    target_s: float = 30.0
+    # The issue's figure: end to end under 15 s on this 2-core machine when it is idle.
+    target_s: float = 15.0
+    load_avg_start: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # UNIX times of the phase boundaries, to mark them on a monitor's time series.
     started_at: float = 0.0
     uploaded_at: float = 0.0
     finished_at: float = 0.0
+    # Where cpu_s went: each action (start-up apart from its runs), each part of the stack.
+    breakdown: CpuBreakdown | None = None
 
     def lines(self) -> list[str]:
         ok = "meets" if self.end_to_end_s < self.target_s else "misses"
@@ -151,11 +156,15 @@ class PaperFigures(BaseModel):
             f"upload        {self.upload_s:.1f} s ({self.upload_mb_per_s:.0f} MB/s)   paper: {PAPER_UPLOAD_S:.0f} s",
             f"quality       {self.quality_s:.1f} s after the last upload   paper: {PAPER_QA_S:.0f} s (3 measures, 4 VMs)",
             f"end to end    {self.end_to_end_s:.1f} s   paper: {PAPER_UPLOAD_S + PAPER_QA_S:.0f} s   "
-            f"speed-up x{self.speedup:.0f}; target < {self.target_s:.0f} s: {ok}",
-            f"cpu           {self.cpu_s:.1f} s (this process and every container)",
+            f"speed-up x{self.speedup:.0f}; target < {self.target_s:.0f} s on an idle machine: "
+            f"{ok} (load average {self.load_avg_start[0]:.2f} at the start, "
+            f"{self.load_avg[0]:.2f} at the end)",
+            f"cpu           {self.cpu_s:.1f} s (this process and every container it started)",
             f"load average  {self.load_avg[0]:.2f} {self.load_avg[1]:.2f} {self.load_avg[2]:.2f}"
-            " (1, 5, 15 min, at the end)",
+            f" (1, 5, 15 min, at the end; {self.load_avg_start[0]:.2f} {self.load_avg_start[1]:.2f}"
+            f" {self.load_avg_start[2]:.2f} at the start)",
             f"failed        {self.failed}",
+            *(self.breakdown.lines() if self.breakdown else []),
         ]
 
 
@@ -177,8 +186,6 @@ def run_paper_bench(
 
     The stack's home (hundreds of MB) is deleted afterwards unless ``keep`` or ``home`` given.
     """
-    from qmroct.embedded.cputime import tree_cpu_s
-
     say = progress or (lambda _m: None)
     owned = home is None
     home = home or Path(tempfile.mkdtemp(prefix="qmroct-paper-"))
@@ -186,7 +193,7 @@ def run_paper_bench(
         if files is None:
             say(f"making {scans} paper-size phantom volumes")
             files = write_paper_files(home / "inbox", scans)
-        return _paper_run(home, files, cap, say, tree_cpu_s)
+        return _paper_run(home, files, cap, say)
     finally:
         if owned and not keep:
             shutil.rmtree(home, ignore_errors=True)
@@ -197,7 +204,6 @@ def _paper_run(
     files: list[Path],
     cap: int,
     say: Callable[[str], None],
-    cpu: Callable[[], float],
 ) -> PaperFigures:
     scans = len(files)
     megabytes = sum(p.stat().st_size for p in files) / 1e6
@@ -209,7 +215,10 @@ def _paper_run(
         # running deployment; each measure action's first container starts cold inside the
         # timed run, and that counts.
         say(f"uploading {megabytes:.0f} MB")
-        t0, wall0, c0 = time.monotonic(), time.time(), cpu()
+        sampler = _sampler(stack)
+        load0 = os.getloadavg()
+        t0, wall0 = time.monotonic(), time.time()
+        sampler.start()
         summary = _uploader(stack, "PAPER").upload_paths(files, workers=2)
         t_up, wall_up = time.monotonic(), time.time()
         expected = scans * len(published)
@@ -219,7 +228,15 @@ def _paper_run(
             settle_s=0.0,
             progress=lambda s: say(f"\rjobs done {s.done}/{expected}, in flight {s.in_flight}  "),
         )
-        t_end, wall_end, c_end = time.monotonic(), time.time(), cpu()
+        t_end, wall_end = time.monotonic(), time.time()
+        assert stack.whisk is not None
+        # The last record-result finished its job before its activation ended: let the
+        # activations in flight end, so their records (and cpuTime) are there to read.
+        invoker, deadline = stack.whisk.controller.invoker, time.monotonic() + 10
+        while invoker.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        records = stack.whisk.controller.store.list(since=sampler.started_ms, limit=None)
+        breakdown = sampler.stop(records, extra={"gateway upload": summary.cpu_s})
         say("\n")
         failed = idle.dead + sum(
             o.status not in ("uploaded", "duplicate") for o in summary.outcomes
@@ -242,10 +259,26 @@ def _paper_run(
         upload_mb_per_s=round(megabytes / max(t_up - t0, 1e-9), 1),
         failed=failed,
         cap=cap,
-        cpu_s=round(c_end - c0, 2),
+        cpu_s=breakdown.total_cpu_s,
         load_avg=tuple(round(x, 2) for x in os.getloadavg()),
+        load_avg_start=tuple(round(x, 2) for x in load0),
         speedup=round((PAPER_UPLOAD_S + PAPER_QA_S) / max(end_to_end, 1e-9), 1),
         started_at=wall0,
         uploaded_at=wall_up,
         finished_at=wall_end,
+        breakdown=breakdown,
+    )
+
+
+def _sampler(stack: EmbeddedStack) -> CpuSampler:
+    """A CPU sampler over the stack's containers, object store and REST API."""
+    whisk, server = stack.whisk, stack.store_server
+    assert whisk is not None and server is not None
+
+    return CpuSampler(
+        whisk.controller.invoker.containers,
+        {
+            "object store requests": lambda: server.cpu_s,
+            "REST API requests": lambda: whisk.api_cpu_s,
+        },
     )

@@ -5,7 +5,10 @@ workers as the pipeline's cap, each reading one file, segmenting it once and cal
 measure's ``compute`` (pictures included, as the actions make them). The pipeline is the paper
 benchmark: gateway upload, events, scheduler, one activation per measure and scan, results
 recorded. Both run in one invocation on the same cores, one after the other, and both are
-charged the CPU of every process they start (see :mod:`qmroct.embedded.cputime`).
+charged the CPU of every process they start: the pool's read from this process's tree
+(:mod:`qmroct.embedded.cputime`), the pipeline's from its breakdown
+(:mod:`qmroct.embedded.breakdown`), which also keeps what containers destroyed during the run
+used and says where the CPU went.
 
 ``overhead_ratio`` = pipeline CPU / pool CPU: what the deployment units, the object store and
 the ledger cost on top of the measures themselves.
@@ -46,6 +49,7 @@ class CompareFigures(BaseModel):
     wall_ratio: float
     failed: int
     load_avg: tuple[float, float, float]
+    load_avg_start: tuple[float, float, float] = (0.0, 0.0, 0.0)
     pool: PoolFigures
     pipeline: PaperFigures
 
@@ -57,8 +61,11 @@ class CompareFigures(BaseModel):
             f"pipeline        wall {self.pipeline_wall_s:7.1f} s   cpu {self.pipeline_cpu_s:7.1f} s",
             f"overhead_ratio  {self.overhead_ratio:.2f}  (pipeline CPU / pool CPU; wall ratio"
             f" {self.wall_ratio:.2f})",
-            f"load average    {self.load_avg[0]:.2f} {self.load_avg[1]:.2f} {self.load_avg[2]:.2f}",
+            f"overhead        {self.pipeline_cpu_s - self.pool_cpu_s:.1f} s of CPU beyond the pool's",
+            f"load average    {self.load_avg[0]:.2f} {self.load_avg[1]:.2f} {self.load_avg[2]:.2f}"
+            f" (1, 5, 15 min, at the end; {self.load_avg_start[0]:.2f} at the start)",
             f"failed          {self.failed}",
+            *(self.pipeline.breakdown.lines() if self.pipeline.breakdown else []),
         ]
 
 
@@ -96,6 +103,7 @@ def run_compare(
 ) -> CompareFigures:
     """The pool, then the pipeline, on the paper workload's files; the home is deleted after."""
     say = progress or (lambda _m: None)
+    load0 = os.getloadavg()
     home = Path(tempfile.mkdtemp(prefix="qmroct-compare-"))
     try:
         say(f"making {scans} paper-size phantom volumes")
@@ -120,6 +128,7 @@ def run_compare(
         wall_ratio=round(paper.end_to_end_s / max(pool.wall_s, 1e-9), 3),
         failed=paper.failed,
         load_avg=tuple(round(x, 2) for x in os.getloadavg()),
+        load_avg_start=tuple(round(x, 2) for x in load0),
         pool=pool,
         pipeline=paper,
     )

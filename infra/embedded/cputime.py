@@ -66,3 +66,24 @@ def tree_cpu_s() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     ended = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime + live_descendants_cpu_s()
+
+
+def thread_cpu_s() -> dict[int, float]:
+    """CPU seconds of each live thread of this process, by thread id."""
+    out: dict[int, float] = {}
+    try:
+        tasks = list(Path("/proc/self/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        f = _stat_fields(f"self/task/{task.name}")
+        if f and len(f) >= 13:
+            out[int(task.name)] = sum(int(x) for x in f[11:13]) / _TICK
+    return out
+
+
+def own_cpu_s() -> tuple[float, float]:
+    """(this process's CPU, its ended and reaped children's CPU), in seconds."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, ended.ru_utime + ended.ru_stime

@@ -17,11 +17,12 @@ import json
 import sys
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import ValidationError
+from qmroct.httpservice import CountingHTTPServer
 from qmroct.runtime import messages
 from qmroct.runtime.controller import (
     DEFAULT_BLOCKING_TIMEOUT_MS,
@@ -106,14 +107,18 @@ class ApiServer:
     def __init__(self, controller: Controller, auth: str | None = None, port: int = 0) -> None:
         self.controller = controller
         self.auth = auth or f"{uuid.uuid4()}:{base64.b32encode(uuid.uuid4().bytes).decode()[:64]}"
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = CountingHTTPServer(("127.0.0.1", port), _make_handler(self))
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
     def api_host(self) -> str:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds its request threads used so far."""
+        return self._httpd.cpu_s
 
     def start(self) -> None:
         self._thread.start()

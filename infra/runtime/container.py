@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pydantic import BaseModel
-from qmroct.runtime import messages
+from qmroct.runtime import messages, usage
 from qmroct.runtime.records import (
     APPLICATION_ERROR,
     DEVELOPER_ERROR,
@@ -154,6 +154,7 @@ class Container:
         self.granted = list(granted or [])
         self._proc: subprocess.Popen[bytes] | None = None
         self._readers: list[threading.Thread] = []
+        self._final_cpu_s: float | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -230,10 +231,20 @@ class Container:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def cpu_s(self) -> float:
+        """CPU seconds its processes have used, start-up included; once killed, what they had
+        used then (the action's process under a sandbox launcher dies unreaped by us, and its
+        CPU with it)."""
+        if self._final_cpu_s is not None:
+            return self._final_cpu_s
+        return usage.tree_cpu_s(self._proc.pid) if self._proc is not None else 0.0
+
     def kill(self) -> None:
         """SIGKILL the process group (the action's children too); the log streams then end."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
+            if self._final_cpu_s is None:
+                self._final_cpu_s = usage.tree_cpu_s(proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
 

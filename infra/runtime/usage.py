@@ -22,7 +22,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import psutil
 from pydantic import BaseModel
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -53,11 +52,28 @@ class Usage(BaseModel):
         }
 
 
-def _tree(pid: int) -> list[int]:
-    try:
-        return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return []
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its live descendants, from ``/proc/<pid>/task/<tid>/children`` (proc(5),
+    Linux 3.5+): a few reads per process of the tree, where listing every process on the
+    machine to find the children (what psutil does) costs milliseconds per activation."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue  # gone
+        out.append(p)
+        for tid in tasks:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children", encoding="ascii") as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+_tree = tree_pids
 
 
 def _cpu_s(pid: int) -> float:
@@ -67,6 +83,11 @@ def _cpu_s(pid: int) -> float:
         return 0.0
     # After the command name: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / _TICKS
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid``, its live descendants and the children they have reaped."""
+    return sum(_cpu_s(p) for p in tree_pids(pid))
 
 
 def _io(pid: int) -> tuple[int, int]:

@@ -205,6 +205,11 @@ class EmbeddedWhisk:
             raise RuntimeError("EmbeddedWhisk is not started")
         return self._api.auth
 
+    @property
+    def api_cpu_s(self) -> float:
+        """CPU seconds the REST API's request threads have used (for the benchmarks)."""
+        return self._api.cpu_s if self._api is not None else 0.0
+
     def qualify(self, name: str) -> str:
         """``measure-signal`` -> ``qmroct/measure-signal`` (names with a ``/`` are kept)."""
         return name if "/" in name else f"{self.package}/{name}"

@@ -51,6 +51,8 @@ class UploadSummary(BaseModel):
     seconds: float = 0.0
     bytes_in: int = 0
     bytes_stored: int = 0
+    # CPU seconds the upload's own threads used (de-identify, hash, send): the gateway's cost.
+    cpu_s: float = 0.0
 
     @property
     def throughput_mb_s(self) -> float:

@@ -101,11 +101,21 @@ class Uploader:
     def upload_paths(self, paths: Iterable[str | Path], *, workers: int = 2) -> UploadSummary:
         files = list(_expand(paths))
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            outcomes = list(pool.map(self.upload_file, files))
+        spent: list[float] = []
+
+        def one(path: Path) -> UploadOutcome:
+            t0 = time.thread_time()
+            try:
+                return self.upload_file(path)
+            finally:
+                spent.append(time.thread_time() - t0)  # list.append is atomic
+
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as pool:
+            outcomes = list(pool.map(one, files))
         return UploadSummary(
             outcomes=outcomes,
             seconds=time.perf_counter() - started,
+            cpu_s=round(sum(spent), 3),
             bytes_in=sum(o.size for o in outcomes),
             bytes_stored=sum(o.stored_size for o in outcomes if o.status == "uploaded"),
         )
