@@ -22,6 +22,7 @@ from upstack import UpStack, gone, processes_under, up_env
 TICK_S = 2.0  # StackOptions.alarm_interval_s: the scheduler-tick alarm of `qmroct up`
 LEASE_S = 300
 MAX_ATTEMPTS = 5
+SCANS = 2
 
 
 def _ledger(home: Path) -> Ledger:
@@ -63,7 +64,7 @@ def _finished(home: Path):  # noqa: ANN202
 
 def test_sigkill_mid_backfill_then_restart_finishes_every_job(tmp_path: Path) -> None:
     home, inbox = tmp_path / "home", tmp_path / "inbox"
-    make_demo_scans(1, inbox)
+    make_demo_scans(SCANS, inbox)
     env = up_env(
         home,
         QMROCT_MAX_INFLIGHT="2",
@@ -72,11 +73,13 @@ def test_sigkill_mid_backfill_then_restart_finishes_every_job(tmp_path: Path) ->
     )
     first = UpStack(home, env, ("--inbox", str(inbox))).start()
     try:
-        # The stored scan is measured, then a new measure version starts a backfill over it.
+        # The stored scans are measured, then new measure versions start a backfill over them.
         _wait("the upload's jobs done", lambda: _finished(home), timeout_s=600, poll_s=0.5)
-        # Four new measure versions: more backfill jobs than the cap, so some wait their turn.
-        for name in ("signal", "sharpness", "centration", "illumination"):
-            publish = subprocess.run(
+        # Four new measure versions at once: more backfill jobs than the cap, so some wait
+        # their turn (published one by one, a warm stack finishes each backfill before the
+        # next publication lands, and nothing is left in flight to kill).
+        publishes = [
+            subprocess.Popen(
                 [
                     str(Path(sys.executable).with_name("qmroct")),
                     "measure",
@@ -86,11 +89,15 @@ def test_sigkill_mid_backfill_then_restart_finishes_every_job(tmp_path: Path) ->
                     "9.0.0",
                 ],
                 env=env,
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
-                timeout=120,
             )
-            assert publish.returncode == 0, publish.stderr
+            for name in ("signal", "sharpness", "centration", "illumination")
+        ]
+        for publish in publishes:
+            _, err = publish.communicate(timeout=120)
+            assert publish.returncode == 0, err
         # Mid-backfill: its activation holds a lease and its workers are running.
         leased = _wait(
             "a backfill job in flight",
@@ -148,7 +155,8 @@ def test_sigkill_mid_backfill_then_restart_finishes_every_job(tmp_path: Path) ->
         dead = [(j.job_key, j.last_error) for j in jobs if j.state.value == "dead"]
         assert dead == []
         assert {j.kind for j in jobs} >= {JobKind.MEASURE}
-        assert len([j for j in jobs if j.version == "9.0.0" and j.state.value == "done"]) == 4
+        done = [j for j in jobs if j.version == "9.0.0" and j.state.value == "done"]
+        assert len(done) == 4 * SCANS
     finally:
         second.stop(signal.SIGTERM)
     assert gone(home) == []
