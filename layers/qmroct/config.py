@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from qmroct.limits import MAX_SCAN_BYTES
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QMROCT_", env_file=".env", extra="ignore")
@@ -42,7 +44,7 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(300, ge=5)
     max_attempts: int = Field(3, ge=1)
     # Scans
-    max_scan_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    max_scan_bytes: int = Field(MAX_SCAN_BYTES, ge=1024)
     # XNAT
     xnat_url: str = ""
     xnat_alias: str = ""

@@ -134,6 +134,60 @@ def test_quantisation_is_exact_only_on_the_grid() -> None:
         quantise(-on_grid - 1, IntensityScale.LINEAR)
 
 
+def _pydicom_sc(rgb: np.ndarray, meta, title: str, uids, now) -> bytes:
+    """The same instance built and encoded by pydicom, attribute by keyword."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from qmroct.oct.writers import secondary_capture as sc
+
+    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID = sc.SC_SOP_CLASS
+    fm.MediaStorageSOPInstanceUID = uids[2]
+    fm.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    fm.ImplementationClassUID = sc.IMPLEMENTATION_UID
+    fm.ImplementationVersionName = sc.IMPLEMENTATION_VERSION
+    ds = Dataset()
+    ds.file_meta = fm
+    ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
+    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    ds.SOPClassUID, ds.SOPInstanceUID = sc.SC_SOP_CLASS, uids[2]
+    ds.StudyDate, ds.StudyTime = "", ""
+    ds.ContentDate, ds.ContentTime = date, time
+    ds.AccessionNumber = ""
+    ds.Modality = "OT"
+    ds.ConversionType = "DI"
+    ds.Manufacturer = "qmroct"
+    ds.ReferringPhysicianName = ""
+    ds.SeriesDescription = title
+    ds.DerivationDescription = f"quality picture of {meta.source}"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "", "", "", ""
+    ds.DateOfSecondaryCapture, ds.TimeOfSecondaryCapture = date, time
+    ds.SoftwareVersions = f"qmroct {__import__('qmroct').__version__}"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = uids[0], uids[1]
+    ds.StudyID = ""
+    ds.SeriesNumber, ds.InstanceNumber = 1, 1
+    ds.PatientOrientation = ["L", "F"]
+    ds.Laterality = {"OD": "R", "OS": "L"}[meta.laterality]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = rgb.tobytes()
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_secondary_capture_encodes_as_pydicom_does() -> None:
+    from datetime import datetime
+
+    scan, _, _ = make_phantom("line")
+    assert scan.meta.laterality in ("OD", "OS")
+    rgb = np.random.default_rng(1).integers(0, 255, (41, 61, 3), dtype=np.uint8)  # odd size
+    uids, now = ("2.25.1", "2.25.22", "2.25.333"), datetime(2026, 1, 2, 3, 4, 5, 678901)
+    ours = write_secondary_capture(rgb, source=scan.meta, title="signal", uids=uids, now=now)
+    assert ours == _pydicom_sc(rgb, scan.meta, "signal", uids, now)
+
+
 def test_secondary_capture_round_trip() -> None:
     scan, _, _ = make_phantom("line")
     rgb = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
@@ -141,7 +195,23 @@ def test_secondary_capture_round_trip() -> None:
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
     assert np.array_equal(ds.pixel_array, rgb)
     assert ds.SeriesDescription == "signal"
-    for module in ("patient", "general-study", "general-series", "sop-common"):
-        check_required_attributes(ds, module, recursive=False)
+    assert ds.Laterality == {"OD": "R", "OS": "L"}.get(scan.meta.laterality or "", ds.Laterality)
+    # Every mandatory module of the SC IOD, by highdicom's tables of the standard.
+    iod = _table("sop_class_iod_map")[ds.SOPClassUID]
+    modules = [m["key"] for m in _table("iod_module_map")[iod] if m["usage"] == "M"]
+    assert {"patient", "general-study", "general-series", "sc-equipment", "image-pixel"} <= set(
+        modules
+    )
+    for module in modules:
+        check_required_attributes(ds, module, recursive=True)
+    # Odd-sized pixel data is padded to even length and still reads back.
+    odd = rgb[:3, :3]
+    back = pydicom.dcmread(io.BytesIO(write_secondary_capture(odd, source=None, title="t")))
+    assert np.array_equal(back.pixel_array, odd) and "Laterality" not in back
+    assert "SpecificCharacterSet" not in back
+    # Text beyond ASCII goes as UTF-8, and the instance says so.
+    utf8 = write_secondary_capture(odd, source=None, title="Signal µm Ø")
+    back = pydicom.dcmread(io.BytesIO(utf8))
+    assert back.SpecificCharacterSet == "ISO_IR 192" and back.SeriesDescription == "Signal µm Ø"
     with pytest.raises(ValueError, match="RGB"):
         write_secondary_capture(rgb[..., 0], source=None, title="x")

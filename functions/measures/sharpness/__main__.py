@@ -3,7 +3,7 @@
 from qmroct.measures.action import run_action, warm
 
 # At /init: imports and one-off costs here, not in the first activation.
-warm()
+warm("sharpness")
 
 
 def main(args: dict) -> dict:

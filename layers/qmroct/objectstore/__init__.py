@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qmroct.config import Settings
 from qmroct.errors import ConfigError
 from qmroct.objectstore.base import MultipartStore, ObjectInfo, ObjectStore, PartInfo
+
+if TYPE_CHECKING:  # the settings stay out of the measure actions' start-up (qmroct.limits)
+    from qmroct.config import Settings
 
 __all__ = [
     "MultipartStore",
