@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from qmroct.measures.action import run_action
@@ -212,25 +214,61 @@ def test_action_files_are_thin(repo_root):
 
 
 def test_run_action_reads_the_stored_context_and_never_the_scan(server, phantom_vol):
+    """Every measure of the suite, from the stored context alone: the raw B-scans are not
+    stored, and no measure may need them (reading them would fetch the deleted scan)."""
+    from qmroct.measures.base import registry
     from qmroct.measures.context import ScanContext
     from qmroct.oct.readers import read_scan
 
     base, store = server
     scan = read_scan(phantom_vol[0], name="phantom.vol")
-    store.objects["/derived/ctx.npz"] = ScanContext.build(scan).to_bytes()
+    stored = ScanContext.build(scan).to_bytes()
+    assert "bscans" not in np.load(io.BytesIO(stored)).files
+    store.objects["/derived/ctx.npz"] = stored
     store.objects["/derived/seg.npz"] = phantom_vol[1]
-    store.objects["/oct-ingest/p/s/e/scan.vol"] = phantom_vol[0]
-    from_scan = run_action(
-        _args(base, "signal", inputs={"segmentation": f"{base}/derived/seg.npz?s=1"}), "signal"
-    )
+    names = sorted(registry())
+    assert len(names) >= 9
+    from_scan = {}
+    for name in names:
+        store.objects["/oct-ingest/p/s/e/scan.vol"] = phantom_vol[0]
+        args = _args(base, name, inputs={"segmentation": f"{base}/derived/seg.npz?s=1"})
+        from_scan[name] = run_action(args, name)
     # The scan object is gone: only the stored context can give the result.
     del store.objects["/oct-ingest/p/s/e/scan.vol"]
-    from_context = run_action(
-        _args(base, "signal", inputs={"segmentation": f"{base}/derived/ctx.npz?s=1"}), "signal"
+    for name in names:
+        args = _args(base, name, inputs={"segmentation": f"{base}/derived/ctx.npz?s=1"})
+        from_context = run_action(args, name)
+        assert from_context["status"] != "failed", (name, from_context.get("failure"))
+        assert from_context["values"] == from_scan[name]["values"], name
+        assert from_context["verdicts"] == from_scan[name]["verdicts"], name
+
+
+def test_stored_context_reads_the_raw_bscans_from_the_scan_only_when_asked(phantom_vol):
+    from qmroct.errors import QmroctError
+    from qmroct.measures.context import ScanContext
+    from qmroct.oct.readers import read_scan
+
+    scan = read_scan(phantom_vol[0], name="phantom.vol")
+    stored = ScanContext.build(scan).to_bytes()
+    reads: list[int] = []
+
+    def load() -> np.ndarray:
+        reads.append(1)
+        return read_scan(phantom_vol[0], name="phantom.vol").bscans
+
+    ctx = ScanContext.from_bytes(stored, source="ctx of phantom.vol", bscans=load)
+    assert ctx.scan.shape == scan.shape and ctx.height == scan.shape[1] and not reads
+    assert np.array_equal(ctx.scan.bscans, scan.bscans, equal_nan=True)
+    assert np.array_equal(ctx.scan.bscans, scan.bscans, equal_nan=True) and reads == [1]
+    # Without a scan to read them from, or with another scan's, the error names the context.
+    bare = ScanContext.from_bytes(stored, source="ctx of phantom.vol")
+    with pytest.raises(QmroctError, match="ctx of phantom.vol.*no raw B-scans"):
+        _ = bare.scan.bscans
+    other = ScanContext.from_bytes(
+        stored, source="ctx of phantom.vol", bscans=lambda: np.zeros((1, 2, 3))
     )
-    assert from_context["status"] == "ok", from_context.get("failure")
-    assert from_context["values"] == from_scan["values"]
-    assert from_context["verdicts"] == from_scan["verdicts"]
+    with pytest.raises(QmroctError, match="ctx of phantom.vol.*do not match"):
+        _ = other.scan.bscans
 
 
 def test_run_action_fails_on_a_corrupt_context_naming_the_scan(server, phantom_vol):
@@ -248,8 +286,6 @@ def test_run_action_fails_on_a_corrupt_context_naming_the_scan(server, phantom_v
 
 
 def test_secondary_capture_holds_the_picture_pixels(server, phantom_vol):
-    import io
-
     from qmroct import pictures
 
     base, store = server
@@ -259,3 +295,21 @@ def test_secondary_capture_holds_the_picture_pixels(server, phantom_vol):
     ds = pydicom.dcmread(io.BytesIO(store.objects["/oct-results/pic.dcm"]))
     png = pictures.from_png(store.objects["/oct-results/pic.png"])
     assert (ds.pixel_array == png).all()
+
+
+def test_a_measure_action_starts_without_the_libraries_it_does_not_use():
+    """What the action's __main__ runs at /init imports its own measure, not the other eight,
+    nor a DICOM library, an HTTP library beyond the standard one, or the settings."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from qmroct.measures.action import warm; warm('signal'); "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())  # fmt: skip
+    assert "qmroct.measures.signal" in loaded and "scipy.ndimage" in loaded
+    others = {f"qmroct.measures.{m}" for m in ("sharpness", "pathology_flag", "suite")}
+    heavy = {"pydicom", "highdicom", "requests", "urllib3", "pydantic_settings", "qmroct.config"}
+    assert loaded.isdisjoint(others | heavy), sorted(loaded & (others | heavy))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from orch_doubles import MemoryStore, RecordingInvoker, measures_event, stored_event
 from qmroct.orchestration.context import BackendParams
 from qmroct.orchestration.ingest import on_image_stored
+from qmroct.orchestration.models import product_version
 from qmroct.orchestration.publication import (
     MeasurePublication,
     apply_publication,
@@ -165,7 +166,8 @@ def test_derive_job_runs_first_and_measure_gets_the_product_url(ctx) -> None:
     tick(ctx)
     ((name, params),) = ctx.ow.runs()
     assert name == "qmroct/run-derive-segmentation"
-    assert params["output_url"].startswith(f"http://store/oct-derived/{h}/segmentation/2/")
+    v = product_version("segmentation")
+    assert params["output_url"].startswith(f"http://store/oct-derived/{h}/segmentation/{v}/")
     record_result(
         ctx,
         {

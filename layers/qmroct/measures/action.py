@@ -1,9 +1,11 @@
 """The glue every measure action runs: one scan in by presigned URL, one result dict out.
 
 Everything heavy is imported when this module is, which an action's ``__main__.py`` does at
-module level, so at /init: pydicom and highdicom, the scan context and the whole measure suite.
-The scan readers are not: a measure reads the stored context, not the scan.
-:func:`warm` then pays highdicom's first-write costs there too, not in the first activation.
+module level, so at /init: the scan context and the whole measure suite. The scan readers are
+not: a measure reads the stored context, not the scan. Nor are the settings (see
+:mod:`qmroct.limits`), a DICOM library (the Secondary Capture is encoded by
+:mod:`qmroct.oct.writers.secondary_capture`) or an HTTP library beyond the standard one
+(:mod:`qmroct.objectstore.transfer`): each would cost all nine measure containers their import.
 
 ``run_action`` never raises for a bad scan or a bad invocation: a typed error becomes a result
 with status ``failed`` and the reason, so ``record-result`` can store it and the user sees why.
@@ -12,6 +14,7 @@ with status ``failed`` and the reason, so ``record-result`` can store it and the
 from __future__ import annotations
 
 import hashlib
+import os
 import resource
 import sys
 import time
@@ -24,8 +27,8 @@ import numpy as np
 from pydantic import ValidationError
 
 from qmroct import pictures
-from qmroct.config import load_settings
 from qmroct.errors import QmroctError
+from qmroct.limits import MAX_SCAN_BYTES
 from qmroct.measures.base import Measure, get_measure, registry
 from qmroct.measures.context import ScanContext
 from qmroct.objectstore import transfer
@@ -54,6 +57,16 @@ def code_digest(measure: Measure) -> str:
     return "sha256:" + hashlib.sha256(Path(module.__file__ or "").read_bytes()).hexdigest()
 
 
+def _max_bytes() -> int:
+    """The transfer size limit: the settings' when ``QMROCT_MAX_SCAN_BYTES`` is set, else its
+    default, without importing the settings at start-up (see :mod:`qmroct.limits`)."""
+    if "QMROCT_MAX_SCAN_BYTES" not in os.environ:
+        return MAX_SCAN_BYTES
+    from qmroct.config import load_settings
+
+    return load_settings().max_scan_bytes
+
+
 def _max_rss_mb() -> float:
     # Linux reports ru_maxrss in KiB.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -78,7 +91,10 @@ def fetch_inputs(inv: MeasureInvocation, max_bytes: int) -> dict[str, object]:
         data = transfer.download(url, max_bytes=max_bytes)
         source = f"derived {name} of {inv.scan_name}"
         if name == "segmentation" and ScanContext.is_stored_context(data):
-            inputs["context"] = ScanContext.from_bytes(data, source=source)
+            # The raw B-scans are not stored: read from the scan if a measure asks for them.
+            inputs["context"] = ScanContext.from_bytes(
+                data, source=source, bscans=lambda: _read_scan(inv, max_bytes).bscans
+            )
         elif name == "segmentation":
             try:
                 inputs[name] = Segmentation.from_bytes(data)
@@ -121,28 +137,27 @@ def _scan_of(inv: MeasureInvocation, inputs: dict[str, object], max_bytes: int) 
     ctx = inputs.get("context")
     if isinstance(ctx, ScanContext):
         return ctx.scan
-    # Only without a stored context (one derived before contexts were stored): the readers
-    # stay out of the container's start-up.
+    return _read_scan(inv, max_bytes)
+
+
+def _read_scan(inv: MeasureInvocation, max_bytes: int) -> Scan:
+    """The scan itself, downloaded and decoded: only without a stored context (one derived
+    before contexts were stored) or for a measure that reads the raw B-scans. The readers stay
+    out of the container's start-up."""
     from qmroct.oct.readers import read_scan
 
     return read_scan(transfer.download(inv.scan_url, max_bytes=max_bytes), name=inv.scan_name)
 
 
-def warm() -> None:
-    """Pay the one-off costs of a container at /init: the measure registry, and highdicom's
-    first Secondary Capture (it loads its dictionaries and validators on first use)."""
-    registry()
-    meta = ScanMeta(
-        source="warm-up",
-        format="phantom",
-        pattern="line",
-        scale="linear",
-        spacing={"lateral_um": 1.0, "axial_um": 1.0},
-        n_bscans=1,
-        height=1,
-        width=1,
-    )
-    write_secondary_capture(np.zeros((2, 2, 3), np.uint8), source=meta, title="warm-up")
+def warm(measure: str | None = None) -> None:
+    """Pay the one-off costs of a container at /init: its measure's module and what it
+    imports (``measure``; else every measure of the registry). The Secondary Capture writer
+    needs no warming: it encodes a fixed set of attributes itself (see
+    :mod:`qmroct.oct.writers.secondary_capture`)."""
+    if measure is None:
+        registry()
+    else:
+        get_measure(measure)
 
 
 def run_action(args: dict[str, Any], measure_name: str) -> dict[str, Any]:
@@ -180,7 +195,7 @@ def run_action(args: dict[str, Any], measure_name: str) -> dict[str, Any]:
             )
         params = measure.parse_params(inv.params)
         result["params"] = params.model_dump(mode="json")
-        max_bytes = load_settings().max_scan_bytes
+        max_bytes = _max_bytes()
         inputs = fetch_inputs(inv, max_bytes)
         scan = _scan_of(inv, inputs, max_bytes)
         out = measure.compute(scan, params, inputs)

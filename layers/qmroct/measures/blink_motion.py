@@ -78,7 +78,7 @@ class BlinkMotion(SuiteMeasure):
 
     def evaluate(self, ctx: ScanContext, params: BlinkMotionParams) -> Evaluation:  # type: ignore[override]
         scan = ctx.scan
-        n = scan.bscans.shape[0]
+        n = scan.shape[0]
         if scan.meta.pattern is not ScanPattern.VOLUME or n < params.min_bscans:
             raise NotApplicable(
                 f"blinks and motion need a volume of at least {params.min_bscans} B-scans; "
@@ -149,7 +149,7 @@ class BlinkMotion(SuiteMeasure):
         q1, q3 = np.percentile(means, [25, 75])
         fence = q1 - params.tukey_k * (q3 - q1)
         # The slow-axis section through the middle column shows axial jumps at a glance.
-        mid = scan.bscans.shape[2] // 2
+        mid = scan.shape[2] // 2
         section = ctx.display[:, :, mid].T
         sec_rgb = pictures.resize(pictures.gray_rgb(section), 640, 200)
         sec_rgb = pictures.draw_rows(
@@ -189,7 +189,7 @@ def _lateral_registration(
     Empty arrays when the scan has no fundus image or no B-scan positions; blinks get NaN.
     """
     scan: Scan = ctx.scan
-    n, _, w = scan.bscans.shape
+    n, _, w = scan.shape
     pos = scan.meta.bscan_positions or []
     if scan.fundus is None or len(pos) != n:
         return np.empty(0), np.empty(0)

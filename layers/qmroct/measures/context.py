@@ -5,19 +5,27 @@
 it with :meth:`ScanContext.to_bytes`; each measure action loads it with
 :meth:`ScanContext.from_bytes` instead of downloading, decoding and segmenting the scan again.
 
-The stored form is an uncompressed ``.npz`` (no pickle): the B-scans and the display image as
-float32, exactly as the measures read them, the boundaries, the fundus image, the device's own
-segmentation, the optic-disc mask, the retina checks every measure makes (fraction found, CNR
-against the vitreous, usable B-scans) and the metadata as JSON. Chosen by measuring a paper-size
-volume (25 x 496 x 512): loading it costs ~25 ms, against ~80 ms to read the Heyex file and
-~450 ms to segment it and rebuild the display image and disc; zlib gains little on speckle
-and costs about a second per volume, and float16 would change the values the measures read.
+The stored form is an uncompressed ``.npz`` (no pickle): the display image as float32, exactly
+as the measures read it, the boundaries, the fundus image, the device's own segmentation, the
+optic-disc mask, the retina checks every measure makes (fraction found, CNR against the
+vitreous, usable B-scans) and the metadata as JSON. Chosen by measuring a paper-size volume
+(25 x 496 x 512): loading it costs ~25 ms, against ~80 ms to read the Heyex file and ~450 ms to
+segment it and rebuild the display image and disc; zlib gains little on speckle and costs
+about a second per volume, and float16 would change the values the measures read.
+
+The raw B-scans are not stored (since product version 3): no measure of the suite reads them,
+all read the display image, and they were half of the 53 MB every one of the nine measure
+activations of a scan downloaded and decoded (about 0.1 s of CPU each, object store and action
+together). A measure that does read ``scan.bscans`` gets them from the scan itself on first
+access (:class:`StoredScan`, the measure action gives it the scan's presigned URL), the same
+reader on the same bytes as the derive action's. A context stored with them still loads.
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -39,6 +47,55 @@ MIN_RETINA_FRACTION = 0.2
 #: The least retina/vitreous CNR for the "retina" to be tissue rather than boundaries found in
 #: noise (pure speckle gives about 0.1; the phantom at its weakest signal about 0.26).
 MIN_RETINA_CNR = 0.2
+
+
+class StoredScan(Scan):
+    """A scan loaded from a stored context without its raw B-scans: ``bscans`` calls ``load``
+    on first access (and checks its shape); ``shape`` answers without it."""
+
+    def __init__(
+        self,
+        meta: ScanMeta,
+        shape: tuple[int, int, int],
+        segmentation: dict[str, np.ndarray],
+        fundus: np.ndarray | None,
+        load: Callable[[], np.ndarray] | None,
+        source: str,
+    ) -> None:
+        # Not Scan.__init__: it would validate the B-scans, which are not here yet.
+        self.meta = meta
+        self.segmentation = segmentation
+        self.fundus = fundus
+        self._shape = shape
+        self._load = load
+        self._source = source
+        self._bscans: np.ndarray | None = None
+
+    @property  # type: ignore[override]
+    def bscans(self) -> np.ndarray:
+        if self._bscans is None:
+            if self._load is None:
+                raise QmroctError(
+                    f"{self._source}: the stored context holds no raw B-scans and there is no "
+                    "scan to read them from"
+                )
+            bscans = np.asarray(self._load(), dtype=np.float32)
+            if bscans.shape != self._shape:
+                raise QmroctError(
+                    f"{self._source}: the scan's B-scans {bscans.shape} do not match its "
+                    f"stored context {self._shape}"
+                )
+            self._bscans = bscans
+        return self._bscans
+
+    @bscans.setter
+    def bscans(self, value: np.ndarray) -> None:
+        self._bscans = value
+        self._shape = tuple(value.shape)  # type: ignore[assignment]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self._shape
 
 
 @dataclass
@@ -72,7 +129,6 @@ class ScanContext:
         arrays: dict[str, np.ndarray] = {
             "meta": np.array(self.scan.meta.model_dump_json()),
             "scale_used": np.array(self.scale_used),
-            "bscans": self.scan.bscans,
             "display": self.display,
             "disc_mask": self.disc.mask,
             "disc_sources": np.array(list(self.disc.sources), dtype=str),
@@ -99,38 +155,46 @@ class ScanContext:
             return False
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, source: str = "context") -> ScanContext:
-        """Load a context stored by :meth:`to_bytes`; ``source`` names it in errors."""
+    def from_bytes(
+        cls,
+        data: bytes,
+        *,
+        source: str = "context",
+        bscans: Callable[[], np.ndarray] | None = None,
+    ) -> ScanContext:
+        """Load a context stored by :meth:`to_bytes`; ``source`` names it in errors;
+        ``bscans`` reads the raw B-scans if a measure asks for them (see the module docstring)."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 a = {k: z[k] for k in z.files}
         except (ValueError, OSError, zipfile.BadZipFile) as exc:
             raise QmroctError(f"{source}: not a stored scan context: {exc}") from exc
-        missing = {"meta", "bscans", "display", "disc_mask"} - set(a)
+        missing = {"meta", "display", "disc_mask"} - set(a)
         missing |= {_SEG + k for k in (*BOUNDARIES, "confidence")} - set(a)
         if missing:
             raise QmroctError(f"{source}: stored scan context lacks {', '.join(sorted(missing))}")
-        scan = Scan(
-            meta=ScanMeta.model_validate_json(str(a["meta"])),
-            bscans=a["bscans"],
-            segmentation={
-                k.removeprefix(_DEVICE): v for k, v in a.items() if k.startswith(_DEVICE)
-            },
-            fundus=a.get("fundus"),
-        )
-        if a["display"].shape != scan.bscans.shape:
-            raise QmroctError(
-                f"{source}: display {a['display'].shape} does not match bscans {scan.shape}"
-            )
+        display = a["display"]
+        if display.ndim != 3:
+            raise QmroctError(f"{source}: display must be 3-D (n, h, w), got {display.shape}")
+        meta = ScanMeta.model_validate_json(str(a["meta"]))
+        device = {k.removeprefix(_DEVICE): v for k, v in a.items() if k.startswith(_DEVICE)}
+        scan: Scan
+        if "bscans" in a:  # stored before product version 3
+            scan = Scan(meta=meta, bscans=a["bscans"], segmentation=device, fundus=a.get("fundus"))
+            if display.shape != scan.bscans.shape:
+                raise QmroctError(
+                    f"{source}: display {display.shape} does not match bscans {scan.shape}"
+                )
+        else:
+            shape = tuple(int(x) for x in display.shape)
+            scan = StoredScan(meta, shape, device, a.get("fundus"), bscans, source)  # type: ignore[arg-type]
         seg = Segmentation(**{k: a[_SEG + k] for k in (*BOUNDARIES, "confidence")})
-        ctx = cls(
-            scan=scan, segmentation=seg, display=a["display"], scale_used=str(a["scale_used"])
-        )
+        ctx = cls(scan=scan, segmentation=seg, display=display, scale_used=str(a["scale_used"]))
         # A cached_property is an instance attribute once set: the stored values are reused.
         for name in ("retina_fraction", "retina_cnr"):
             if name in a:
                 ctx.__dict__[name] = float(a[name])
-        if "usable" in a and a["usable"].shape == (scan.bscans.shape[0],):
+        if "usable" in a and a["usable"].shape == (scan.shape[0],):
             ctx.__dict__["usable"] = a["usable"].astype(bool)
         ctx.__dict__["disc"] = DiscRegion(
             mask=a["disc_mask"].astype(bool),
@@ -140,7 +204,7 @@ class ScanContext:
 
     @property
     def height(self) -> int:
-        return int(self.scan.bscans.shape[1])
+        return int(self.scan.shape[1])
 
     @cached_property
     def retina(self) -> np.ndarray:
@@ -192,7 +256,7 @@ class ScanContext:
     def usable(self) -> np.ndarray:
         """B-scans with a retina to measure: boundaries found in half the A-scans and a linear
         level at least half the volume's median (a blink fails both). Shape (n,), bool."""
-        n = self.scan.bscans.shape[0]
+        n = self.scan.shape[0]
         if n < 3:
             return np.ones(n, dtype=bool)
         s = self.segmentation
@@ -234,7 +298,7 @@ class ScanContext:
     def centre_index(self) -> int:
         """The B-scan shown in pictures: the middle one, or the nearest usable one (a blink in
         the middle shows nothing)."""
-        mid = self.scan.bscans.shape[0] // 2
+        mid = self.scan.shape[0] // 2
         ok = self.usable
         if ok[mid] or not ok.any():
             return mid

@@ -54,7 +54,7 @@ class Sharpness(SuiteMeasure):
     def evaluate(self, ctx: ScanContext, params: SharpnessParams) -> Evaluation:  # type: ignore[override]
         axial = ctx.scan.meta.spacing.axial_um
         half = max(4, int(round(params.half_window_um / axial)))
-        idx = sample_indices(ctx.scan.bscans.shape[0], params.max_bscans)
+        idx = sample_indices(ctx.scan.shape[0], params.max_bscans)
         profiles = [
             ilm_edge_profile(
                 ctx.display[k], refine_edge(ctx.display[k], ctx.segmentation.ilm[k]), half

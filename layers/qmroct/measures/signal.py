@@ -99,7 +99,7 @@ class Signal(SuiteMeasure):
 
     def evaluate(self, ctx: ScanContext, params: SignalParams) -> Evaluation:  # type: ignore[override]
         scan = ctx.scan
-        idx = sample_indices(scan.bscans.shape[0], params.max_bscans)
+        idx = sample_indices(scan.shape[0], params.max_bscans)
         c_dev = params.c_dev or _device_constant(scan.meta.device)
         qis = np.array([quality_index(valid_values(ctx.display[k])) for k in idx])
         mtcis = np.array([mtci(valid_values(ctx.display[k]), c_dev=c_dev) for k in idx])

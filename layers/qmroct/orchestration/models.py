@@ -7,7 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from qmroct.results import MeasureInvocation, ResultStatus
 
 #: The version of each derived product's computation; part of the derive job's key.
-PRODUCT_VERSIONS: dict[str, str] = {"segmentation": "2"}  # 2: the whole scan context
+#: segmentation 2: the whole scan context; 3: the context without the raw B-scans.
+PRODUCT_VERSIONS: dict[str, str] = {"segmentation": "3"}
 
 
 def product_version(product: str) -> str:
