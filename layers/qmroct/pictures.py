@@ -57,12 +57,15 @@ def scale_bar(rgb: np.ndarray, lateral_um: float, axial_um: float) -> np.ndarray
     d = ImageDraw.Draw(im)
     fits = [v for v in (50, 100, 200, 250, 500, 1000, 2000) if v / lateral_um <= w / 4]
     across = fits[-1] if fits else 50
-    deep = next((v for v in (500, 200, 100, 50) if v / axial_um <= h / 3), 50)
+    # Depth bar at most a sixth of the height: on a picture cropped to the retina a third of
+    # its height was as tall as the retina itself. None when not even 20 µm fits.
+    deep = next((v for v in (500, 200, 100, 50, 20) if v / axial_um <= h / 6), None)
     x0, y0 = 8, h - 8
     d.line([(x0, y0), (x0 + across / lateral_um, y0)], fill=WHITE, width=2)
-    d.line([(x0, y0), (x0, y0 - deep / axial_um)], fill=WHITE, width=2)
     _text(d, (x0 + 4, y0 - 12), f"{across:g} µm", WHITE)
-    _text(d, (x0 + 4, y0 - deep / axial_um), f"{deep:g} µm deep", WHITE)
+    if deep is not None:
+        d.line([(x0, y0), (x0, y0 - deep / axial_um)], fill=WHITE, width=2)
+        _text(d, (x0 + 4, y0 - deep / axial_um), f"{deep:g} µm deep", WHITE)
     return np.asarray(im)
 
 

@@ -83,6 +83,12 @@ def test_micro_sign_and_scale_bars_are_drawn():
     barred = pictures.scale_bar(blank, 10.0, 4.0)
     corner = barred[100:, :200].astype(int).sum()
     assert corner > 0 and barred[:60, 200:].sum() == 0  # only in the lower left corner
+    # The depth bar (column 8, up from the bottom) takes at most a sixth of the height: 100 µm
+    # of 4 µm rows in a 200-row picture, 50 µm in a 100-row crop.
+    for h, bar_um in ((200, 100), (100, 50)):
+        barred = pictures.scale_bar(np.zeros((h, 400, 3), np.uint8), 10.0, 4.0)
+        rows = np.flatnonzero(barred[:, 8].any(axis=1))
+        assert h / 6 >= np.ptp(rows) >= bar_um / 4 - 1, (h, np.ptp(rows))
 
 
 def test_units_say_micrometres_in_values_and_pictures():
