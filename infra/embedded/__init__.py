@@ -16,7 +16,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(stack, name)
     if name == "bench_stack":
-        from qmroct.embedded.bench import bench_stack
+        from qmroct.embedded.backfill_bench import bench_stack
 
         return bench_stack
     raise AttributeError(name)

@@ -1,4 +1,5 @@
-"""End-to-end benchmarks on the embedded stack: the backfill bench's stack, and the paper's workload.
+"""End-to-end benchmarks on the embedded stack: the paper's workload (the backfill bench's stack
+is in :mod:`qmroct.embedded.backfill_bench`).
 
 The paper's reference run: 12 scan sets (294 MB) uploaded in 94 s, and 3 quality measures on 4
 virtual machines in 880 s. Ours runs the whole suite on this machine's cores.
@@ -10,8 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -50,74 +50,6 @@ def _write_phantoms(out: Path, n: int, *, pattern: str, size: str, seed: int = 1
         written = write_phantom(scan, truth, out / f"s{i:04d}", formats=("vol",))
         paths.extend(p for p in written if p.suffix == ".vol")  # not the truth JSON
     return paths
-
-
-def _wait_catalogued(stack: EmbeddedStack, n: int, timeout_s: float) -> None:
-    ledger, _, _ = stack.require()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if sum(1 for _ in ledger.catalog.scans()) >= n:
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{n} scans were not catalogued within {timeout_s:.0f} s")
-
-
-class BenchStack:
-    """What ``qmroct bench backfill`` works with."""
-
-    def __init__(self, stack: EmbeddedStack) -> None:
-        self.stack = stack
-        self.ledger, self.store, self.ow = stack.require()
-        self.package = stack.whisk.package if stack.whisk else ""
-
-    def scheduling_cpu(self) -> float:
-        """CPU seconds of the containers that claim and start jobs (scheduler, record-result),
-        read from /proc while they run (see :mod:`qmroct.embedded.cputime`)."""
-        from qmroct.embedded.cputime import process_cpu_s
-
-        whisk = self.stack.whisk
-        if whisk is None:
-            return 0.0
-        return sum(
-            process_cpu_s(c.pid)
-            for c in whisk.controller.invoker.containers()
-            if c.pid and c.key.split("@")[0].rsplit("/", 1)[-1] in ("scheduler", "record-result")
-        )
-
-    def next_version(self, measure: str) -> str:
-        """A patch version above every version of ``measure`` the ledger knows."""
-        from qmroct.measures.base import registry
-
-        known = [m.version for m in self.ledger.catalog.measures()] if measure else []
-        base = registry()[measure].version
-        major, minor, patch = (int(x) for x in base.split("+")[0].split(".")[:3])
-        taken = set(known)
-        patch += 1
-        while f"{major}.{minor}.{patch}" in taken:
-            patch += 1
-        return f"{major}.{minor}.{patch}"
-
-
-@contextmanager
-def bench_stack(
-    *, scans: int, cap: int, home: Path | None = None, ledger_url: str = ""
-) -> Iterator[BenchStack]:
-    """An embedded stack with ``scans`` small line scans stored and catalogued, no measure
-    published yet, and the scheduler bound to ``cap``; its ledger at ``ledger_url`` (an empty
-    database) or in SQLite."""
-    owned = home is None
-    home = home or Path(tempfile.mkdtemp(prefix="qmroct-bench-"))
-    opts = StackOptions(cap=cap, alarm_interval_s=1.0, ledger_url=ledger_url)
-    try:
-        with EmbeddedStack(home, opts) as stack:
-            files = _write_phantoms(home / "inbox", scans, pattern="line", size="small")
-            _uploader(stack, "BENCH").upload_paths(files, workers=2)
-            _wait_catalogued(stack, scans, timeout_s=120 + scans)
-            yield BenchStack(stack)
-    finally:
-        # A bench home holds every scan, result and activation record: hundreds of MB.
-        if owned:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 class PaperFigures(BaseModel):

@@ -82,3 +82,30 @@ def test_results_command_shows_current_and_history(tmp_path, monkeypatch) -> Non
     assert out.exit_code == 0 and "archived (superseded by version 1.1.0)" in out.output
     out = runner.invoke(cli, ["results", "f" * 64])
     assert out.exit_code != 0 and "no results" in out.output
+
+
+def test_bench_scans_are_distinct_files_and_progress_suits_terminal_and_log(tmp_path) -> None:
+    import io
+
+    from qmroct.embedded.backfill_bench import PhaseProgress, write_bench_scans
+    from qmroct.oct.readers import read_scan
+
+    log = io.StringIO()
+    paths = write_bench_scans(
+        tmp_path, 6, bases=2, progress=PhaseProgress("writing", 6, out=log, tty=False)
+    )
+    hashes = {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    assert len(hashes) == 6  # each its own content hash, though two phantoms were rendered
+    # Derived from the same phantom, two scans still differ in their pixels, and both read.
+    a, b = read_scan(paths[0]), read_scan(paths[2])
+    assert a.bscans.shape == b.bscans.shape and (a.bscans != b.bscans).any()
+    # In a log: plain lines, no carriage returns; on a terminal: one line redrawn.
+    assert "\r" not in log.getvalue() and log.getvalue().startswith("writing: ")
+    tty = io.StringIO()
+    bar = PhaseProgress("uploading", 4, out=tty, tty=True)
+    for i in range(1, 5):
+        bar.update(i)
+    bar.finish()
+    out = tty.getvalue()
+    assert out.count("\r") == 5 and "[" + "#" * 30 + "]" in out
+    assert out.rsplit("\r", 1)[1].startswith("\033[Kuploading: 4/4 ") and out.endswith("\n")

@@ -21,7 +21,12 @@ Figures:
 - ``scheduling_cpu_ms_per_scan``: CPU of the scheduler's and record-result's containers during
   the drain per scan (record-result claims and starts the next job), when the caller can read
   it (the embedded stack can); flat from 50 to thousands of scans means no per-tick cost grows
-  with the backlog or the activation history.
+  with the backlog or the activation history;
+- ``steady_scans_per_s`` / ``steady_cpu_ms_per_scan``: the same from the moment a tenth of the
+  jobs had finished to the end, so the first containers' cold starts (a fixed cost, which
+  flatters large runs) are left out;
+- ``load_avg``: the machine's load average (1, 5, 15 min) when the drain ended: wall-clock
+  figures on a shared machine say as much about the neighbours as about the pipeline.
 
 The function takes the stack's pieces, so the same code measures the embedded stack and a real
 deployment.
@@ -29,6 +34,7 @@ deployment.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -60,6 +66,9 @@ class BackfillFigures(BaseModel):
     claim_ms_p99: float | None = None
     scheduler_ticks_per_scan: float | None = None
     scheduling_cpu_ms_per_scan: float | None = None
+    steady_scans_per_s: float | None = None
+    steady_cpu_ms_per_scan: float | None = None
+    load_avg: tuple[float, float, float] | None = None
 
 
 def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
@@ -211,14 +220,17 @@ def run_backfill_bench(
     sleep: Callable[[float], None] = time.sleep,
     package: str = "",
     scheduling_cpu: Callable[[], float] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> BackfillFigures:
     """Publish ``measure`` ``version`` over the ``scans`` already stored and wait for it.
 
     The stack must be running (events flowing to on-measure-published, the scheduler bound to
-    ``max_inflight = cap``) with ``scans`` scans catalogued.
+    ``max_inflight = cap``) with ``scans`` scans catalogued. ``progress`` is told how many
+    jobs have finished at every poll.
     """
     started = clock()
     cpu0 = scheduling_cpu() if scheduling_cpu else None
+    tenth: tuple[float, int, float | None] | None = None  # (time, finished, cpu)
     publish_measure(store, measure, version)
     deadline = started + timeout_s
     while clock() < deadline:
@@ -232,11 +244,23 @@ def run_backfill_bench(
             )
         }
         finished = by_state.get("done", 0) + by_state.get("dead", 0)
+        if progress is not None:
+            progress(finished)
+        if tenth is None and finished >= max(1, scans // 10):
+            tenth = (clock(), finished, scheduling_cpu() if scheduling_cpu else None)
         if finished >= scans and finished == sum(by_state.values()):
             break
         sleep(poll_s)
     ended = clock()
-    cpu = scheduling_cpu() - cpu0 if scheduling_cpu and cpu0 is not None else None
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    cpu_end = scheduling_cpu() if scheduling_cpu else None
+    cpu = cpu_end - cpu0 if cpu_end is not None and cpu0 is not None else None
+    steady: dict[str, Any] = {"load_avg": tuple(round(x, 2) for x in load) if load else None}
+    if tenth is not None and scans > tenth[1]:
+        t10, n10, cpu10 = tenth
+        steady["steady_scans_per_s"] = round((scans - n10) / max(ended - t10, 1e-9), 3)
+        if cpu_end is not None and cpu10 is not None:
+            steady["steady_cpu_ms_per_scan"] = round((cpu_end - cpu10) * 1000 / (scans - n10), 2)
     return backfill_figures(
         ledger,
         ow,
@@ -248,4 +272,4 @@ def run_backfill_bench(
         ended=ended,
         package=package,
         scheduling_cpu_s=cpu,
-    )
+    ).model_copy(update=steady)
