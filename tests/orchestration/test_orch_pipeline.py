@@ -346,3 +346,22 @@ def test_record_result_fills_the_slot_it_freed_under_the_cap(ctx) -> None:
     assert (out.state, out.started) == ("done", 1)
     assert ctx.ledger.in_flight() == 3 and len(ctx.ow.runs()) == 4
     assert [c[0] for c in ctx.ow.calls[before:]] == ["qmroct/run-signal"]
+
+
+def test_resync_sweeps_stretch_with_the_archive_so_a_tick_stays_cheap(ctx, monkeypatch) -> None:
+    from qmroct.orchestration import resync
+
+    for i in range(6):
+        ctx.store.put("oct-ingest", f"p1/s{i}/ses1/scan{i}.vol", f"scan {i}".encode())
+    monkeypatch.setattr(resync, "SWEEP_OBJECTS_PER_S", 0.1)
+    resync._LAST_SWEEP.clear()
+    resync._LAST_LISTED.clear()
+    assert resync.due(ctx, now=1000.0)
+    assert resync.resync(ctx).scans == 6
+    # Six objects listed at 0.1 a second: the next sweep waits 60 s, not sweep_s.
+    assert resync.interval_s(ctx) == max(ctx.sweep_s, 60.0)
+    assert not resync.due(ctx, now=1000.0 + 59.0)
+    assert resync.due(ctx, now=1000.0 + 60.5)
+    # A small archive sweeps every sweep_s as before.
+    monkeypatch.setattr(resync, "SWEEP_OBJECTS_PER_S", 1e6)
+    assert resync.interval_s(ctx) == ctx.sweep_s

@@ -7,6 +7,14 @@ scheduler's alarm tick calls :func:`resync` every ``sweep_s`` seconds: each obje
 ingest bucket that the catalog does not know is catalogued (with its jobs), and each measure
 descriptor whose state the registry does not hold is applied. Both paths are the event
 handlers' own functions, so a sweep and a late event agree, and both are idempotent.
+
+A sweep lists whole buckets, so its cost grows with the number of stored scans. Run every
+``sweep_s`` whatever that number, it would make the scheduler's cost per scan grow with the
+archive (a backfill of N scans would cost O(N^2)). The interval therefore stretches with the
+last listing: at least ``sweep_s``, and at least the objects listed divided by
+``SWEEP_OBJECTS_PER_S``, so sweeping never reads more than that many objects a second on
+average, however large the archive. A dropped event is then found within about
+``max(sweep_s, stored scans / SWEEP_OBJECTS_PER_S)`` seconds (100 s at 10,000 scans).
 """
 
 from __future__ import annotations
@@ -25,9 +33,14 @@ from qmroct.storage.buckets import INGEST_BUCKET, MEASURES_BUCKET
 
 log = logging.getLogger(__name__)
 
+#: Objects a second the sweep may list on average (see the module docstring).
+SWEEP_OBJECTS_PER_S = 100.0
+
 # Per container: the alarm ticks every minute in production; a sweep lists whole buckets,
 # so it runs at most once per sweep interval however often the scheduler is woken.
 _LAST_SWEEP: dict[str, float] = {}
+# Objects the container's last sweep listed, which sets the next interval.
+_LAST_LISTED: dict[str, int] = {}
 
 
 class ResyncReport(BaseModel):
@@ -36,11 +49,17 @@ class ResyncReport(BaseModel):
     skipped: list[str] = Field(default_factory=list)
 
 
+def interval_s(ctx: ActionContext) -> float:
+    """Seconds until the next sweep: ``sweep_s``, or longer after a long listing."""
+    listed = _LAST_LISTED.get(str(id(ctx.ledger)), 0)
+    return max(ctx.sweep_s, listed / SWEEP_OBJECTS_PER_S)
+
+
 def due(ctx: ActionContext, *, now: float | None = None) -> bool:
     now = time.monotonic() if now is None else now
     key = str(id(ctx.ledger))
     last = _LAST_SWEEP.get(key)
-    if last is not None and now - last < ctx.sweep_s:
+    if last is not None and now - last < interval_s(ctx):
         return False
     _LAST_SWEEP[key] = now
     return True
@@ -50,7 +69,9 @@ def resync(ctx: ActionContext) -> ResyncReport:
     report = ResyncReport()
     catalog = ctx.ledger.catalog
     known = catalog.object_keys(INGEST_BUCKET)
+    listed = 0
     for info in ctx.store.list(INGEST_BUCKET):
+        listed += 1
         if info.key in known:
             continue
         obj = ObjectEvent(
@@ -66,6 +87,7 @@ def resync(ctx: ActionContext) -> ResyncReport:
         report.scans += int(new)
     registry = {(m.name, m.version): m.state.value for m in catalog.measures()}
     for info in ctx.store.list(MEASURES_BUCKET):
+        listed += 1
         if not info.key.endswith(".json"):
             continue
         try:
@@ -76,6 +98,7 @@ def resync(ctx: ActionContext) -> ResyncReport:
         if registry.get((pub.name, pub.version)) != pub.state:
             apply_publication(ctx.ledger, pub)
             report.publications += 1
+    _LAST_LISTED[str(id(ctx.ledger))] = listed
     if report.scans or report.publications:
         log.warning(
             "resync: %d scans and %d publications had no event handled", report.scans,
