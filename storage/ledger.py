@@ -25,7 +25,7 @@ more: a backfill job is served before any upload that arrived more than 600 s af
 
 The ledger stores ``claim_rank = enqueued_at + priority * aging_s`` with each job: it orders
 jobs exactly as the effective priority does (``now / aging_s`` is common to all), and an index
-over it serves the claim without sorting the queue (see migration 004).
+over the queued jobs serves the claim without sorting the queue (migrations 004 and 022).
 
 The cap: ``claim(cap)`` counts leased jobs and claims at most ``cap - leased`` more inside one
 transaction serialised on a lock (PostgreSQL: an advisory lock, rows taken with
@@ -159,6 +159,25 @@ def _in(prefix: str, values: Sequence[str]) -> tuple[str, dict[str, str]]:
     """``IN (:p0, :p1, ...)`` and its parameters: both drivers take only scalar parameters."""
     names = {f"{prefix}{i}": v for i, v in enumerate(values)}
     return "(" + ", ".join(f":{n}" for n in names) + ")", names
+
+
+def claim_sql(kinds_clause: str) -> str:
+    """The claim's SELECT: the runnable jobs of ``kinds_clause`` (``IN (...)``) in claim order.
+
+    ``kind || ''`` keeps the planners off the (state, kind) index, which would make them sort
+    the whole queue; the claim-order index (``jobs_queued_order``, migration 022) holds the
+    queued jobs in exactly this order, so the first ``:free`` runnable ones are read from its
+    head without a sort.
+    """
+    return (
+        "SELECT * FROM jobs j WHERE j.state = 'queued' AND j.not_before <= :now"
+        f" AND j.kind || '' IN {kinds_clause}"
+        " AND NOT EXISTS (SELECT 1 FROM job_needs n WHERE n.job_key = j.job_key"
+        "   AND NOT EXISTS (SELECT 1 FROM derived d"
+        "     WHERE d.name = n.product AND d.scan_hash = j.scan_hash))"
+        " ORDER BY j.claim_rank, j.enqueued_at, j.job_key"
+        " LIMIT :free"
+    )
 
 
 class Ledger:
@@ -459,15 +478,7 @@ class Ledger:
             if free <= 0:
                 return []
             rows = self.db.query(
-                # ``kind || ''`` keeps the planners off the (state, kind) index, which would
-                # make them sort the whole queue; the claim-order index needs no sort.
-                "SELECT * FROM jobs j WHERE j.state = 'queued' AND j.not_before <= :now"
-                f" AND j.kind || '' IN {clause}"
-                " AND NOT EXISTS (SELECT 1 FROM job_needs n WHERE n.job_key = j.job_key"
-                "   AND NOT EXISTS (SELECT 1 FROM derived d"
-                "     WHERE d.name = n.product AND d.scan_hash = j.scan_hash))"
-                " ORDER BY j.claim_rank, j.enqueued_at, j.job_key"
-                " LIMIT :free" + self.db.for_update(skip_locked=True),
+                claim_sql(clause) + self.db.for_update(skip_locked=True),
                 {**kparams, "now": now, "free": free},
             )
             expires = now + lease_s

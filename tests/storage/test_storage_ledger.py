@@ -400,3 +400,74 @@ def test_bulk_enqueues_in_one_transaction(ledger) -> None:
         assert ledger.enqueue_many(batch("1.0.0")) == BULK_MIN_JOBS
         assert ledger.enqueue_many(batch("2.0.0")) == BULK_MIN_JOBS
     assert ledger.counts().by_kind["measure"]["queued"] == 2 * BULK_MIN_JOBS
+
+
+def _claim_plan(ledger: Ledger) -> list[str]:
+    from qmroct.storage.ledger import claim_sql
+
+    params = {"kind0": "measure", "kind1": "derive", "now": ledger.clock(), "free": 4}
+    sql = claim_sql("(:kind0, :kind1)")
+    if ledger.db.dialect == "postgres":
+        rows = ledger.db.query("EXPLAIN " + sql + ledger.db.for_update(skip_locked=True), params)
+        return [r["QUERY PLAN"] for r in rows]
+    return [r["detail"] for r in ledger.db.query("EXPLAIN QUERY PLAN " + sql, params)]
+
+
+def test_claim_reads_the_queue_index_in_claim_order_without_a_sort(ledger, clock) -> None:
+    from qmroct.storage.ledger import JobSpec
+
+    specs = [
+        JobSpec(
+            kind=JobKind.MEASURE,
+            scan_hash=h(i),
+            measure="signal",
+            version="1.0.0",
+            priority=PRIORITY_UPLOAD if i % 100 == 0 else PRIORITY_BACKFILL,
+        )
+        for i in range(3000)
+    ]
+    ledger.enqueue_many(specs)
+    # A drained head: finished jobs must not stay in the index the claim reads.
+    for c in ledger.claim(cap=50):
+        ledger.complete(c.job.job_key, c.lease_token)
+    ledger.db.analyze("jobs", "job_needs", "derived")
+    plan = _claim_plan(ledger)
+    text = "\n".join(plan)
+    assert "jobs_queued_order" in text, text
+    assert not any(line.lstrip(" ->").startswith("Sort") for line in plan), text  # PostgreSQL
+    assert "TEMP B-TREE" not in text, text  # SQLite's sort
+    if ledger.db.dialect == "sqlite":
+        # The partial index holds the queue only: the 50 finished jobs left it.
+        (row,) = ledger.db.query(
+            "SELECT COUNT(*) AS n FROM jobs INDEXED BY jobs_queued_order WHERE state = 'queued'"
+        )
+        assert row["n"] == 3000 - 50
+
+
+def test_claim_order_is_the_effective_priority_for_random_queues(ledger, clock) -> None:
+    import random
+
+    aging = ledger.policy.aging_s
+    rng = random.Random(18)
+    enqueued: dict[str, tuple[float, int]] = {}
+    for i in range(120):
+        clock.advance(rng.choice([0, 0, 1, 5, 30, 200]))  # ties in time too
+        prio = rng.choice([PRIORITY_UPLOAD, 50, PRIORITY_BACKFILL])
+        ledger.enqueue("measure", h(i), "signal", "1.0.0", priority=prio)
+        enqueued[job_key("measure", h(i), "signal", "1.0.0")] = (clock(), prio)
+    clock.advance(7)
+    now = clock()
+
+    def effective(key: str) -> tuple[float, float, str]:
+        t, prio = enqueued[key]
+        return (prio - (now - t) / aging, t, key)
+
+    expected = sorted(enqueued, key=effective)
+    got: list[str] = []
+    while len(got) < len(expected):
+        batch = ledger.claim(cap=7)
+        assert batch, "a runnable job was not claimed"
+        got += [c.job.job_key for c in batch]
+        for c in batch:
+            ledger.complete(c.job.job_key, c.lease_token)
+    assert got == expected
