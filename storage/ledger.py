@@ -161,16 +161,20 @@ def _in(prefix: str, values: Sequence[str]) -> tuple[str, dict[str, str]]:
     return "(" + ", ".join(f":{n}" for n in names) + ")", names
 
 
-def claim_sql(kinds_clause: str) -> str:
+def claim_sql(kinds_clause: str, dialect: str) -> str:
     """The claim's SELECT: the runnable jobs of ``kinds_clause`` (``IN (...)``) in claim order.
 
-    ``kind || ''`` keeps the planners off the (state, kind) index, which would make them sort
-    the whole queue; the claim-order index (``jobs_queued_order``, migration 022) holds the
-    queued jobs in exactly this order, so the first ``:free`` runnable ones are read from its
-    head without a sort.
+    The claim-order index (``jobs_queued_order``, migration 022) holds the queued jobs in
+    exactly this order, so the first ``:free`` runnable ones are read from its head without a
+    sort. ``kind || ''`` keeps PostgreSQL's planner off the (state, kind) index, which would
+    make it sort the whole queue. SQLite's planner has no statistics unless someone runs
+    ANALYZE, and without them it takes that index and sorts (``USE TEMP B-TREE FOR ORDER BY``,
+    30 ms a claim at 50k queued): ``INDEXED BY`` names the index, and makes the statement fail
+    loudly rather than scan should the index ever be missing (sqlite.org/lang_indexedby.html).
     """
+    indexed = " INDEXED BY jobs_queued_order" if dialect == "sqlite" else ""
     return (
-        "SELECT * FROM jobs j WHERE j.state = 'queued' AND j.not_before <= :now"
+        f"SELECT * FROM jobs j{indexed} WHERE j.state = 'queued' AND j.not_before <= :now"
         f" AND j.kind || '' IN {kinds_clause}"
         " AND NOT EXISTS (SELECT 1 FROM job_needs n WHERE n.job_key = j.job_key"
         "   AND NOT EXISTS (SELECT 1 FROM derived d"
@@ -478,7 +482,7 @@ class Ledger:
             if free <= 0:
                 return []
             rows = self.db.query(
-                claim_sql(clause) + self.db.for_update(skip_locked=True),
+                claim_sql(clause, self.db.dialect) + self.db.for_update(skip_locked=True),
                 {**kparams, "now": now, "free": free},
             )
             expires = now + lease_s
