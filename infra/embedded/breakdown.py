@@ -77,8 +77,30 @@ class CpuBreakdown(BaseModel):
     def stack_cpu_s(self) -> float:
         return round(sum(self.stack.values()), 2)
 
+    def _compute(self) -> list[ActionCpu]:
+        return [a for a in self.actions if a.action.startswith(("measure-", "derive-"))]
+
+    @property
+    def runs_cpu_s(self) -> float:
+        """The measure and derive activations' runs: the work a process pool does too."""
+        return round(sum(a.run_cpu_s for a in self._compute()), 2)
+
+    @property
+    def startups_cpu_s(self) -> float:
+        """The measure and derive containers' start-ups."""
+        return round(sum(a.init_cpu_s for a in self._compute()), 2)
+
+    @property
+    def orchestration_cpu_s(self) -> float:
+        """Every other action (events, scheduler, record-result, XNAT)."""
+        compute = {a.action for a in self._compute()}
+        return round(sum(a.cpu_s for a in self.actions if a.action not in compute), 2)
+
     def lines(self) -> list[str]:
         out = [
+            f"where it went  measure and derive runs {self.runs_cpu_s:.1f} s; their containers'"
+            f" start-ups {self.startups_cpu_s:.1f} s; orchestration actions"
+            f" {self.orchestration_cpu_s:.1f} s; stack process {self.stack_cpu_s:.1f} s",
             f"cpu breakdown {self.total_cpu_s:.1f} s: actions {self.actions_cpu_s:.1f} s, "
             f"stack process {self.stack_cpu_s:.1f} s, ended processes {self.ended_s:.1f} s "
             f"(the sampler's own {self.sampler_s:.1f} s left out)",

@@ -28,6 +28,8 @@ def test_paper_bench_breaks_its_cpu_down_by_action_and_stack_part(tmp_path: Path
     # The parts add up to the total, and the total is the figure printed as the pipeline's CPU.
     parts = b.actions_cpu_s + b.stack_cpu_s + b.ended_s
     assert abs(parts - b.total_cpu_s) < 0.05 and figures.cpu_s == b.total_cpu_s
+    split = b.runs_cpu_s + b.startups_cpu_s + b.orchestration_cpu_s + b.stack_cpu_s + b.ended_s
+    assert abs(split - b.total_cpu_s) < 0.05 and b.runs_cpu_s > 0 and b.startups_cpu_s > 0
     text = "\n".join(figures.lines())
     assert "measure-signal" in text and "object store requests" in text
     assert not (tmp_path / "home").exists() or any((tmp_path / "home").iterdir())
