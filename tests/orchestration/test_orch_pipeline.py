@@ -365,3 +365,65 @@ def test_resync_sweeps_stretch_with_the_archive_so_a_tick_stays_cheap(ctx, monke
     # A small archive sweeps every sweep_s as before.
     monkeypatch.setattr(resync, "SWEEP_OBJECTS_PER_S", 1e6)
     assert resync.interval_s(ctx) == ctx.sweep_s
+
+
+def test_every_query_of_a_tick_and_of_record_result_uses_an_index(ctx, monkeypatch) -> None:
+    """No per-tick or per-job statement scans a table that grows with the archive: each is
+    planned (EXPLAIN QUERY PLAN, with SQLite's planner as the stack runs it, no statistics)
+    as an index search, or as the claim's ordered read of the queue index."""
+    import re
+
+    from qmroct.orchestration import resync
+
+    publish(ctx, "centration", "1.0.0", requires=["segmentation"])
+    for i in range(3):
+        upload(ctx, i)
+    # The resync sweep lists the buckets by design, paced by their size (tested above).
+    monkeypatch.setattr(resync, "due", lambda _ctx, now=None: False)
+    statements: list[str] = []
+    conn = ctx.ledger.db._conn
+    conn.set_trace_callback(statements.append)
+    try:
+        answered, seen = 0, 0
+        tick(ctx)
+        while seen < len(ctx.ow.calls):
+            name, params = ctx.ow.calls[seen]
+            seen += 1
+            if "/run-derive-" in name:
+                record_result(
+                    ctx,
+                    {
+                        **{
+                            k: params[k]
+                            for k in ("job_key", "lease_token", "scan_hash", "measure", "version")
+                        },
+                        "status": "ok",
+                        "output_bucket": params["output_bucket"],
+                        "output_key": params["output_key"],
+                    },
+                )
+                answered += 1
+            elif "/run-" in name:
+                record_result(ctx, measure_action(params))
+                answered += 1
+            if seen == len(ctx.ow.calls):
+                tick(ctx)
+    finally:
+        conn.set_trace_callback(None)
+    assert answered == 6  # 3 derive and 3 measure jobs went through
+    assert {j.state for j in ctx.ledger.jobs()} == {JobState.DONE}
+    growing = ("jobs", "job_needs", "results", "scans", "derived", "j", "n", "d", "r", "c")
+    checked = 0
+    for sql in statements:
+        if not re.match(r"\s*(SELECT|UPDATE|INSERT|DELETE|WITH)\b", sql, re.I):
+            continue
+        checked += 1
+        plan = [r["detail"] for r in ctx.ledger.db.query("EXPLAIN QUERY PLAN " + sql)]
+        for line in plan:
+            m = re.match(r"SCAN (\w+)", line)
+            if m and m.group(1) in growing and "jobs_queued_order" not in line:
+                raise AssertionError(f"{line!r} in the plan of: {sql[:300]}")
+            # A sort reads every match first: only the few leased jobs may be sorted.
+            if "TEMP B-TREE" in line and "state = 'leased'" not in sql:
+                raise AssertionError(f"{line!r} in the plan of: {sql[:300]}")
+    assert checked > 50
