@@ -297,7 +297,7 @@ def test_secondary_capture_holds_the_picture_pixels(server, phantom_vol):
     assert (ds.pixel_array == png).all()
 
 
-def test_a_measure_action_starts_without_the_libraries_it_does_not_use():
+def test_a_measure_action_starts_without_the_libraries_it_does_not_use(repo_root):
     """What the action's __main__ runs at /init imports its own measure, not the other eight,
     nor a DICOM library, an HTTP library beyond the standard one, or the settings."""
     import subprocess
@@ -313,3 +313,10 @@ def test_a_measure_action_starts_without_the_libraries_it_does_not_use():
     others = {f"qmroct.measures.{m}" for m in ("sharpness", "pathology_flag", "suite")}
     heavy = {"pydicom", "highdicom", "requests", "urllib3", "pydantic_settings", "qmroct.config"}
     assert loaded.isdisjoint(others | heavy), sorted(loaded & (others | heavy))
+    # The derive action: its producer's imports at /init, the same libraries left out.
+    main = repo_root / "functions" / "orchestration" / "derive_segmentation" / "__main__.py"
+    code = f"import runpy, sys; runpy.run_path({str(main)!r}); print(' '.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())  # fmt: skip
+    assert {"qmroct.measures.context", "qmroct.oct.readers.dispatch"} <= loaded
+    assert loaded.isdisjoint(heavy), sorted(loaded & heavy)

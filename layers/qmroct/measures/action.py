@@ -14,7 +14,6 @@ with status ``failed`` and the reason, so ``record-result`` can store it and the
 from __future__ import annotations
 
 import hashlib
-import os
 import resource
 import sys
 import time
@@ -28,7 +27,7 @@ from pydantic import ValidationError
 
 from qmroct import pictures
 from qmroct.errors import QmroctError
-from qmroct.limits import MAX_SCAN_BYTES
+from qmroct.limits import max_scan_bytes
 from qmroct.measures.base import Measure, get_measure, registry
 from qmroct.measures.context import ScanContext
 from qmroct.objectstore import transfer
@@ -55,16 +54,6 @@ def code_digest(measure: Measure) -> str:
     """
     module = sys.modules[type(measure).__module__]
     return "sha256:" + hashlib.sha256(Path(module.__file__ or "").read_bytes()).hexdigest()
-
-
-def _max_bytes() -> int:
-    """The transfer size limit: the settings' when ``QMROCT_MAX_SCAN_BYTES`` is set, else its
-    default, without importing the settings at start-up (see :mod:`qmroct.limits`)."""
-    if "QMROCT_MAX_SCAN_BYTES" not in os.environ:
-        return MAX_SCAN_BYTES
-    from qmroct.config import load_settings
-
-    return load_settings().max_scan_bytes
 
 
 def _max_rss_mb() -> float:
@@ -195,7 +184,7 @@ def run_action(args: dict[str, Any], measure_name: str) -> dict[str, Any]:
             )
         params = measure.parse_params(inv.params)
         result["params"] = params.model_dump(mode="json")
-        max_bytes = _max_bytes()
+        max_bytes = max_scan_bytes()
         inputs = fetch_inputs(inv, max_bytes)
         scan = _scan_of(inv, inputs, max_bytes)
         out = measure.compute(scan, params, inputs)

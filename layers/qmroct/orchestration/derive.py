@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from qmroct.errors import QmroctError
+from qmroct.limits import max_scan_bytes
 from qmroct.objectstore.transfer import download, upload
 from qmroct.orchestration.models import DeriveActionResult, DeriveInvocation
 from qmroct.results import ResultStatus
@@ -19,6 +20,13 @@ def _segmentation(data: bytes, name: str) -> bytes:
     from qmroct.oct.readers.dispatch import read_scan
 
     return ScanContext.build(read_scan(data, name=name)).to_bytes()
+
+
+def warm() -> None:
+    """At /init: what the producers import (the scan readers, the scan context and the
+    segmentation), so the first activation runs as warm as the later ones."""
+    import qmroct.measures.context  # noqa: F401
+    import qmroct.oct.readers.dispatch  # noqa: F401
 
 
 #: product name -> function of (scan bytes, scan name) returning the product's bytes.
@@ -41,9 +49,7 @@ def run_derive(args: Mapping[str, Any], *, max_bytes: int | None = None) -> dict
             **out, status=ResultStatus.FAILED, failure=f"no producer for {inv.measure!r}"
         ).model_dump(mode="json")
     if max_bytes is None:
-        from qmroct.config import load_settings
-
-        max_bytes = load_settings().max_scan_bytes
+        max_bytes = max_scan_bytes()
     try:
         data = download(inv.scan_url, max_bytes=max_bytes)
         upload(
