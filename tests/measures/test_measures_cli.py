@@ -88,9 +88,29 @@ def test_measure_list_and_docs_are_current(repo_root: Path):
 
 
 def test_bench_measures_json():
-    res = CliRunner().invoke(cli, ["bench", "measures", "--json"])
+    res = CliRunner().invoke(cli, ["bench", "measures", "--json", "--repeats", "1"])
     assert res.exit_code == 0, res.output
-    doc = json.loads(res.output)
-    assert doc["megabytes"] > 24
-    assert set(measure_names()) <= set(doc["cpu_s"])
-    assert doc["suite_cpu_s"] > 0
+    doc = json.loads(res.output[res.output.index("{") :])
+    assert doc["megabytes"] > 24 and doc["volume"] == [25, 496, 512]
+    assert set(measure_names()) <= set(doc["cpu_s"]) and list(doc["measures"]) == measure_names()
+    assert doc["suite_cpu_s"] > 0 and doc["read_cpu_s"] > 0 and doc["segmentation_cpu_s"] > 0
+    # Every measure draws a picture on this volume, and the totals are the sums of the rows.
+    assert all(m["png_cpu_s"] > 0 and m["alone_cpu_s"] > 0 for m in doc["measures"].values())
+    parts = [m["suite_cpu_s"] for m in doc["measures"].values()]
+    assert doc["measures_cpu_s"] == pytest.approx(sum(parts), abs=1e-3)
+    per_scan = doc["read_cpu_s"] + doc["segmentation_cpu_s"] + doc["context_cpu_s"]
+    per_scan += doc["shared_cpu_s"] + doc["measures_cpu_s"]
+    assert doc["scan_cpu_s"] == pytest.approx(per_scan, abs=1e-3)
+    assert len(doc["load_avg"]) == 3
+
+
+def test_bench_measures_on_a_file(tmp_path: Path):
+    scan, truth, _ = make_phantom("line", seed=3)
+    vol = write_phantom(scan, truth, tmp_path, formats=("vol",))[0]
+    res = CliRunner().invoke(cli, ["bench", "measures", "--file", str(vol), "--repeats", "1"])
+    assert res.exit_code == 0, res.output
+    assert str(vol) in res.output and "pathology_flag" in res.output and "alone" in res.output
+    bad = tmp_path / "bad.vol"
+    bad.write_bytes(b"HSF-OCT-103 truncated")
+    res = CliRunner().invoke(cli, ["bench", "measures", "--file", str(bad), "--repeats", "1"])
+    assert res.exit_code != 0 and "bad.vol" in res.output
