@@ -7,6 +7,8 @@ action stores the bytes.
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -364,14 +366,46 @@ def side_by_side(left: np.ndarray, right: np.ndarray, *, height: int = 240) -> n
     return np.concatenate([fit(left), gap, fit(right)], axis=1)
 
 
-def to_png(rgb: np.ndarray) -> bytes:
-    """Encode an RGB uint8 array as PNG bytes."""
-    buf = io.BytesIO()
-    # zlib level 3 is as small as the default 6 for these pictures, at under half the time.
-    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(
-        buf, format="PNG", optimize=False, compress_level=3
+#: zlib level of the pictures' PNG: see :func:`to_png`.
+PNG_LEVEL = 1
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    # A PNG chunk: length, type, data, CRC-32 of type and data (PNG spec, ISO 15948, 5.3).
+    return (
+        struct.pack(">I", len(body))
+        + kind
+        + body
+        + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)) & 0xFFFFFFFF)
     )
-    return buf.getvalue()
+
+
+def to_png(rgb: np.ndarray) -> bytes:
+    """Encode an RGB uint8 array as PNG bytes (8-bit truecolour, no interlace).
+
+    Written here rather than by Pillow because Pillow always tries every row filter (adaptive
+    filtering), which on speckled B-scans gains nothing: measured on the nine pictures of a
+    paper-size volume, filter "None" with zlib level 1 takes 0.08 s CPU against Pillow's 0.25 s
+    at level 3, for 11% more bytes (2.29 MB against 2.05 MB; levels 3 and 6 cost 2x and 5x the
+    CPU for 9% and 12% less). Any PNG reader decodes it; ``from_png`` returns the same pixels.
+    """
+    a = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if a.ndim != 3 or a.shape[2] != 3 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"to_png wants an (h, w, 3) picture, not shape {a.shape}")
+    h, w, _ = a.shape
+    # Each scanline starts with its filter type byte: 0, "None".
+    raw = np.empty((h, 1 + 3 * w), np.uint8)
+    raw[:, 0] = 0
+    raw[:, 1:] = a.reshape(h, 3 * w)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, no interlace
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _chunk(b"IHDR", ihdr),
+            _chunk(b"IDAT", zlib.compress(raw.tobytes(), PNG_LEVEL)),
+            _chunk(b"IEND", b""),
+        )
+    )
 
 
 def from_png(data: bytes) -> np.ndarray:

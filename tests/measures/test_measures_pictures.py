@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import zlib
+
 import numpy as np
+import pytest
+from PIL import Image
 from qmroct import pictures
 from qmroct.measures.suite import oscar_ib_summary
 from qmroct.measures.verdicts import grade, worst
@@ -17,6 +22,26 @@ def test_png_round_trip_and_nan_shown_black():
     assert rgb[0, 0].tolist() == [0, 0, 0]
     back = pictures.from_png(pictures.to_png(rgb))
     assert np.array_equal(back, rgb)
+
+
+def test_png_is_a_valid_png_any_reader_decodes_to_the_same_pixels():
+    rng = np.random.default_rng(5)
+    for shape in ((1, 1, 3), (3, 7, 3), (622, 640, 3)):
+        rgb = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        data = pictures.to_png(rgb)
+        im = Image.open(io.BytesIO(data))
+        im.verify()  # chunk CRCs and structure, as Pillow checks them
+        im = Image.open(io.BytesIO(data))
+        assert im.format == "PNG" and im.mode == "RGB" and im.size == (shape[1], shape[0])
+        assert np.array_equal(np.asarray(im), rgb)
+        # zlib's own check of the image data, independent of Pillow.
+        idat = data[data.index(b"IDAT") + 4 : data.index(b"IEND") - 8]
+        raw = zlib.decompress(idat)
+        assert len(raw) == shape[0] * (1 + 3 * shape[1])
+    # The picture a measure makes (uint8 RGB of a float cast) is encoded as it is cast.
+    assert pictures.from_png(pictures.to_png(rgb.astype(np.int64))).dtype == np.uint8
+    with pytest.raises(ValueError, match="shape"):
+        pictures.to_png(np.zeros((4, 4), np.uint8))
 
 
 def test_draw_rows_marks_the_boundary_row():
