@@ -177,17 +177,16 @@ def draw_rows(
     """Draw a boundary (one row per column, NaN: gap) as a polyline over the image."""
     im = Image.fromarray(rgb)
     d = ImageDraw.Draw(im)
-    xs_scale = rgb.shape[1] / max(1, len(rows))
-    seg: list[tuple[float, float]] = []
-    for j, r in enumerate(rows):
-        if np.isfinite(r):
-            seg.append(((j + 0.5) * xs_scale, float(r) * scale_y))
-        elif seg:
-            if len(seg) > 1:
-                d.line(seg, fill=color, width=width)
-            seg = []
-    if len(seg) > 1:
-        d.line(seg, fill=color, width=width)
+    r = np.asarray(rows)
+    xs_scale = rgb.shape[1] / max(1, len(r))
+    xs = ((np.arange(len(r)) + 0.5) * xs_scale).tolist()
+    ys = (r.astype(np.float64) * scale_y).tolist()
+    # One polyline per run of known rows (a NaN breaks the line); a lone point draws nothing.
+    ok = np.concatenate([[False], np.isfinite(r), [False]]).astype(np.int8)
+    edges = np.diff(ok)
+    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        if b - a > 1:
+            d.line(list(zip(xs[a:b], ys[a:b], strict=True)), fill=color, width=width)
     return np.asarray(im)
 
 

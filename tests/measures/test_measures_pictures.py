@@ -153,3 +153,36 @@ def test_markers_only_where_something_was_found():
     )
     assert not np.all(plain == pictures.ORANGE, axis=2).any()
     assert np.all(marked == pictures.ORANGE, axis=2).any()
+
+
+def _draw_rows_reference(rgb, rows, color, *, width=1, scale_y=1.0):
+    """The point-by-point loop draw_rows replaced."""
+    from PIL import ImageDraw
+
+    im = Image.fromarray(rgb)
+    d = ImageDraw.Draw(im)
+    xs_scale = rgb.shape[1] / max(1, len(rows))
+    seg: list[tuple[float, float]] = []
+    for j, r in enumerate(rows):
+        if np.isfinite(r):
+            seg.append(((j + 0.5) * xs_scale, float(r) * scale_y))
+        elif seg:
+            if len(seg) > 1:
+                d.line(seg, fill=color, width=width)
+            seg = []
+    if len(seg) > 1:
+        d.line(seg, fill=color, width=width)
+    return np.asarray(im)
+
+
+def test_draw_rows_draws_what_the_point_by_point_loop_drew():
+    rng = np.random.default_rng(9)
+    for n, w in ((512, 512), (300, 768), (1, 40), (25, 320)):
+        rows = (100 + 30 * np.sin(np.arange(n) / 40) + rng.normal(0, 2, n)).astype(np.float32)
+        rows[rng.random(n) < 0.1] = np.nan  # gaps, lone points between them
+        rows[: min(3, n)] = np.nan
+        rgb = rng.integers(0, 256, size=(200, w, 3), dtype=np.uint8)
+        for kw in ({}, {"width": 2, "scale_y": 0.7}):
+            want = _draw_rows_reference(rgb, rows, pictures.YELLOW, **kw)
+            assert np.array_equal(pictures.draw_rows(rgb, rows, pictures.YELLOW, **kw), want)
+    assert np.array_equal(pictures.draw_rows(rgb, np.full(25, np.nan), pictures.RED), rgb)

@@ -101,13 +101,21 @@ class Signal(SuiteMeasure):
         scan = ctx.scan
         idx = sample_indices(scan.shape[0], params.max_bscans)
         c_dev = params.c_dev or _device_constant(scan.meta.device)
-        qis = np.array([quality_index(valid_values(ctx.display[k])) for k in idx])
-        mtcis = np.array([mtci(valid_values(ctx.display[k]), c_dev=c_dev) for k in idx])
+        valid = [valid_values(ctx.display[k]) for k in idx]
+        qis = np.array([quality_index(v) for v in valid])
+        mtcis = np.array([mtci(v, c_dev=c_dev) for v in valid])
         linear, lin_name = ctx.linear_and_name
         peaks = np.array([peak_snr_db(linear[k], ctx.retina[k], ctx.vitreous[k]) for k in idx])
         peak = float(np.nanmedian(peaks)) if np.isfinite(peaks).any() else float("nan")
-        snr = snr_db(ctx.display[idx], ctx.retina[idx], ctx.vitreous[idx])
-        contrast = cnr(ctx.display[idx], ctx.retina[idx], ctx.vitreous[idx])
+        # Every B-scan sampled (the usual volume): the arrays themselves, not copies of them.
+        every = idx.size == scan.bscans.shape[0]
+        display, retina, vitreous = (
+            (ctx.display, ctx.retina, ctx.vitreous)
+            if every
+            else (ctx.display[idx], ctx.retina[idx], ctx.vitreous[idx])
+        )
+        snr = snr_db(display, retina, vitreous)
+        contrast = cnr(display, retina, vitreous)
         dq = [q for q in (scan.meta.device_quality or []) if q is not None]
         values: dict[str, object] = {
             "qi": float(np.nanmedian(qis)) if np.isfinite(qis).any() else None,
