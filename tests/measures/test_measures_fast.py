@@ -100,6 +100,9 @@ def test_rect_opening_columns_equals_scipy_opening() -> None:
         n, h, w = (int(x) for x in rng.integers(1, 30, size=3))
         mask = rng.random((n, h, w)) < rng.uniform(0.3, 0.97)
         rows, cols = (int(x) for x in rng.integers(1, 8, size=2))
+        if rng.random() < 0.3:  # long runs take the counting path
+            mask = rng.random((n, h + 20, w + 20)) < 0.985
+            rows, cols = (int(x) for x in rng.integers(15, 21, size=2))
         want = ndimage.binary_opening(mask, structure=np.ones((1, rows, cols), bool)).any(axis=1)
         np.testing.assert_array_equal(rect_opening_columns(mask, rows, cols), want)
 
@@ -172,3 +175,99 @@ def test_pathology_metrics_equal_the_reference_on_phantoms(pattern, defects, nan
     first, end = lazy.covered
     assert 0 < end - first < 0.6 * linear.shape[1]
     assert np.isfinite(want_rows).mean() > 0.5
+
+
+def _ref_subilm_gap(img, ilm, *, start_px, depth_px, smooth_cols=5):
+    """subilm_gap as it was: every row of every B-scan filtered."""
+    n, h, w = img.shape
+    out = np.full((n, w), np.nan)
+    offs = np.arange(start_px, start_px + depth_px)
+    for k in range(n):
+        b = ndimage.uniform_filter1d(np.nan_to_num(img[k]), size=smooth_cols, axis=1)
+        cols = np.flatnonzero(np.isfinite(ilm[k]))
+        if cols.size == 0:
+            continue
+        r0 = np.rint(ilm[k, cols]).astype(int)
+        ok = (r0 - 4 >= 0) & (r0 + start_px + 3 * depth_px < h)
+        cols, r0 = cols[ok], r0[ok]
+        if cols.size == 0:
+            continue
+        above = b[
+            np.clip(r0[:, None] - np.arange(4, 4 + depth_px)[None, :], 0, h - 1), cols[:, None]
+        ]
+        vit = float(np.median(above))
+        below = b[r0[:, None] + offs[None, :], cols[:, None]]
+        deep = b[
+            r0[:, None] + np.arange(start_px + depth_px, start_px + 3 * depth_px)[None, :],
+            cols[:, None],
+        ]
+        ret = float(np.median(deep))
+        if ret - vit <= 0:
+            continue
+        out[k, cols] = (below.min(axis=1) - vit) / (ret - vit)
+    return out
+
+
+@pytest.mark.parametrize("defects", [{}, {"layer_artefact": 0.8}, {"cutoff_top": 0.6}])
+def test_subilm_gap_equals_the_whole_bscan_filter(defects) -> None:
+    from qmroct.metrics.plausibility import subilm_gap
+
+    scan, _, _ = make_phantom("volume", defects=defects, seed=4)
+    ctx = ScanContext.build(scan)
+    ilm = ctx.segmentation.ilm.copy()
+    ilm[0, :40] = 3.0  # an ILM at the image's top: its vitreous rows are clipped
+    for start, depth in ((2, 5), (1, 3)):
+        want = _ref_subilm_gap(ctx.display, ilm, start_px=start, depth_px=depth)
+        got = subilm_gap(ctx.display, ilm, start_px=start, depth_px=depth)
+        np.testing.assert_array_equal(got, want)
+        assert np.isfinite(want).mean() > 0.5
+
+
+def test_order_statistics_and_float64_percentiles_equal_numpy() -> None:
+    from qmroct.metrics.fast import order_statistics, percentiles_float64
+
+    rng = np.random.default_rng(13)
+    for t in range(120):
+        n = int(rng.integers(1, 3000))
+        v = rng.gamma(2.0, size=n).astype(np.float32 if t % 3 else np.float64)
+        if t % 4 == 0:
+            v = np.round(v, 1).astype(v.dtype)  # many ties
+        if t % 9 == 0:
+            v[:] = 0.25  # all equal
+        ks = rng.integers(0, n, size=5)
+        np.testing.assert_array_equal(order_statistics(v, ks), np.sort(v)[ks])
+        q = np.array([0, 1, 5, 33.3, 50, 75, 95, 99, 100])
+        want = np.percentile(v.astype(np.float64), q)
+        np.testing.assert_array_equal(percentiles_float64(v, q), want)
+
+
+def _ref_quality_index(values, *, low_floor=1e-3):
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 100:
+        return float("nan")
+    low, noise, sat = np.percentile(v, [1, 75, 99])
+    mid = (noise + sat) / 2.0
+    ir = (sat - low) / max(low, low_floor) * 100.0
+    upper = np.count_nonzero((v > mid) & (v <= sat))
+    lower = np.count_nonzero((v > noise) & (v <= mid))
+    return float(ir * (upper / lower if lower else 0.0))
+
+
+def test_quality_index_equals_the_float64_reference() -> None:
+    from qmroct.metrics.histogram import quality_index
+    from qmroct.metrics.intensity import valid_values
+
+    scan, _, _ = make_phantom("volume", defects={"low_signal": 0.5}, seed=8)
+    ctx = ScanContext.build(scan)
+    for k in range(0, scan.shape[0], 3):
+        v = valid_values(ctx.display[k])
+        assert quality_index(v) == _ref_quality_index(v)
+    rng = np.random.default_rng(2)
+    for v in (
+        rng.integers(0, 256, size=5000).astype(np.float32) / 255,  # uint8 display: ties
+        rng.random(99),  # too few
+        np.r_[rng.random(500), np.nan],  # NaN: the reference's own path
+        rng.integers(0, 65535, size=4000),  # integers
+    ):
+        want, got = _ref_quality_index(v), quality_index(v)
+        assert got == want or (np.isnan(got) and np.isnan(want))

@@ -62,21 +62,32 @@ def nanpercentile_columns(a: np.ndarray, q: float) -> np.ndarray:
 def _runs_at_least(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
     """Where a run of ``length`` set elements starts along ``axis`` (False where it would leave
     the array): the erosion by a segment anchored at its first element."""
+    m = mask.shape[axis]
     if length <= 1:
         return mask.copy()
-    c = np.cumsum(mask, axis=axis, dtype=np.int32)
-    c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
-    m = mask.shape[axis]
+    out = np.zeros(mask.shape, bool)
     if length > m:
-        shape = list(mask.shape)
-        shape[axis] = m
-        return np.zeros(shape, bool)
-    tail = np.take(c, np.arange(length, m + 1), axis=axis)
-    head = np.take(c, np.arange(0, m + 1 - length), axis=axis)
-    full = (tail - head) == length
-    pad = [(0, 0)] * mask.ndim
-    pad[axis] = (0, length - 1)
-    return np.pad(full, pad)
+        return out
+
+    def part(start: int, stop: int) -> tuple[slice, ...]:
+        index = [slice(None)] * mask.ndim
+        index[axis] = slice(start, stop)
+        return tuple(index)
+
+    n = m - length + 1
+    if length <= 16:
+        # Short runs (a cavity's few pixels): the AND of shifted copies, no counting.
+        full = mask[part(0, n)].copy()
+        for s in range(1, length):
+            full &= mask[part(s, s + n)]
+    else:
+        c = np.cumsum(mask, axis=axis, dtype=np.int32)
+        full = (
+            c[part(length - 1, m)]
+            - np.concatenate([np.zeros_like(c[part(0, 1)]), c[part(0, n - 1)]], axis=axis)
+        ) == length
+    out[part(0, n)] = full
+    return out
 
 
 def rect_opening_columns(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -155,3 +166,59 @@ class SmoothedRows:
         if t.size == 0 or b.size == 0:
             return self.rows(0, self.height)
         return self.rows(int(np.floor(t.min())) - 1, int(np.ceil(b.max())) + 2)
+
+
+def order_statistics(values: np.ndarray, ks: np.ndarray) -> np.ndarray:
+    """The ``ks``-th smallest of ``values`` (1-D, no NaN): ``np.partition(values, ks)[ks]``
+    without moving every value.
+
+    One pass bins the values into 4096 bins of equal width; binning is monotonic (a larger value
+    never lands in a lower bin), so the k-th smallest is the (k - count below its bin)-th of its
+    bin, selected among that bin's few values. Exact, in the values' own dtype.
+    """
+    v = np.ravel(values)
+    ks = np.asarray(ks, dtype=np.intp)
+    if v.size == 0 or ks.size == 0:
+        return v[:0].copy()
+    lo, hi = v.min(), v.max()
+    if not lo < hi:
+        return np.full(ks.shape, lo, dtype=v.dtype)
+    bins = 4096
+    scale = bins / (float(hi) - float(lo))
+    # (v - lo) * scale, each step rounded the same way for every element: monotonic in v.
+    idx = np.minimum(((v - lo) * v.dtype.type(scale)).astype(np.intp), bins - 1)
+    before = np.concatenate([[0], np.cumsum(np.bincount(idx, minlength=bins))])
+    out = np.empty(ks.shape, dtype=v.dtype)
+    for i, k in enumerate(ks.ravel()):
+        b = int(np.searchsorted(before, k, side="right")) - 1
+        members = v[idx == b]
+        r = int(k - before[b])
+        out.flat[i] = np.partition(members, r)[r]
+    return out
+
+
+def percentiles_float64(values: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``np.percentile(values.astype(np.float64), q)`` for a 1-D float array without NaN and an
+    array of percentiles ``q``, bit for bit, from :func:`order_statistics` of the values as
+    they are (the float64 copy holds the same numbers in the same order)."""
+    v = np.ravel(values)
+    qf = np.true_divide(np.asarray(q, dtype=np.float64), 100)
+    n = v.size
+    # NumPy's method "linear": index (n - 1) q, neighbours floor and floor + 1 (the last value
+    # from the top index on), weight against them, interpolation in float64.
+    virt = (n - 1) * qf
+    prev = np.floor(virt)
+    nxt = prev + 1.0
+    above = virt >= n - 1
+    below = virt < 0
+    prev = np.where(above, -1.0, np.where(below, 0.0, prev))
+    nxt = np.where(above, -1.0, np.where(below, 0.0, nxt))
+    gamma = virt - prev
+    ip = np.where(prev < 0, n - 1, prev).astype(np.intp)
+    inx = np.where(nxt < 0, n - 1, nxt).astype(np.intp)
+    uniq, inv = np.unique(np.concatenate([ip, inx]), return_inverse=True)
+    stats = order_statistics(v, uniq).astype(np.float64)[inv]
+    a, b = stats[: ip.size], stats[ip.size :]
+    diff = b - a
+    res = a + diff * gamma
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), res)

@@ -10,6 +10,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from qmroct.metrics.fast import percentiles_float64
+
 #: Huang et al. 2012, Table 2: the fraction of the histogram below the tissue-noise knee, per device.
 MTCI_DEVICE_CONSTANT: dict[str, float] = {
     "cirrus": 0.40,
@@ -32,10 +34,17 @@ def quality_index(values: np.ndarray, *, low_floor: float = 1e-3) -> float:
     Citation: Stein et al., Br J Ophthalmol 2006 (AUROC 0.99, poor vs acceptable).
     Units: none. Direction: higher is better.
     """
-    v = np.asarray(values, dtype=np.float64)
+    v = np.asarray(values)
+    if v.dtype not in (np.float32, np.float64):
+        v = v.astype(np.float64)
     if v.size < 100:
         return float("nan")
-    low, noise, sat = np.percentile(v, [1, 75, 99])
+    if np.isfinite(v).all():
+        # The percentiles of the float64 copy, without making it or sorting (same numbers);
+        # the comparisons below with float64 thresholds are made in float64 all the same.
+        low, noise, sat = percentiles_float64(v, np.array([1, 75, 99]))
+    else:
+        low, noise, sat = np.percentile(v.astype(np.float64), [1, 75, 99])
     mid = (noise + sat) / 2.0
     ir = (sat - low) / max(low, low_floor) * 100.0
     upper = np.count_nonzero((v > mid) & (v <= sat))

@@ -132,7 +132,6 @@ def subilm_gap(
     out = np.full((n, w), np.nan)
     offs = np.arange(start_px, start_px + depth_px)
     for k in range(n):
-        b = uniform_filter1d(np.nan_to_num(img[k]), size=smooth_cols, axis=1)
         cols = np.flatnonzero(np.isfinite(ilm[k]))
         if cols.size == 0:
             continue
@@ -141,8 +140,14 @@ def subilm_gap(
         cols, r0 = cols[ok], r0[ok]
         if cols.size == 0:
             continue
+        # The filter runs along each row on its own: only the rows read below are filtered.
+        first = max(0, int(r0.min()) - 4 - depth_px + 1)
+        last = int(r0.max()) + start_px + 3 * depth_px
+        b = uniform_filter1d(np.nan_to_num(img[k, first:last]), size=smooth_cols, axis=1)
+        r0 = r0 - first
         above = b[
-            np.clip(r0[:, None] - np.arange(4, 4 + depth_px)[None, :], 0, h - 1), cols[:, None]
+            np.clip(r0[:, None] - np.arange(4, 4 + depth_px)[None, :], -first, h - 1 - first),
+            cols[:, None],
         ]
         vit = float(np.median(above))
         below = b[r0[:, None] + offs[None, :], cols[:, None]]
