@@ -271,3 +271,34 @@ def test_quality_index_equals_the_float64_reference() -> None:
     ):
         want, got = _ref_quality_index(v), quality_index(v)
         assert got == want or (np.isnan(got) and np.isnan(want))
+
+
+def test_ascan_signal_and_enface_projection_equal_the_whole_volume_sums() -> None:
+    from qmroct.metrics.illumination import ascan_signal
+    from qmroct.metrics.motion import enface_projection
+
+    scan, _, _ = make_phantom("volume", defects={"shadowing": 0.6}, seed=6)
+    ctx = ScanContext.build(scan)
+    linear = ctx.linear_and_name[0].copy()
+    linear[2, 100:120, 10:30] = np.nan
+    s = ctx.segmentation
+    for mask in (ctx.retina, band_mask(ctx.height, s.onl_top, s.onl_bottom)):
+        vals = np.where(mask & np.isfinite(linear), linear, 0.0)
+        cnt = mask.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            want = np.where(cnt > 0, vals.sum(axis=1) / np.maximum(cnt, 1), np.nan)
+        np.testing.assert_array_equal(ascan_signal(linear, mask), want)
+    empty = np.zeros_like(ctx.retina)
+    assert np.isnan(ascan_signal(linear, empty)).all()
+    h = linear.shape[1]
+    ilm, bm = s.ilm.copy(), s.bm.copy()
+    ilm[1, :50] = np.nan
+    t = np.clip(np.round(np.nan_to_num(ilm)), 0, h).astype(np.intp)
+    b = np.clip(np.round(np.nan_to_num(bm)), 0, h).astype(np.intp)
+    b = np.maximum(b, t + 1).clip(max=h)
+    t = np.minimum(t, b - 1)
+    z = np.arange(h)[None, :, None]
+    inside = (z >= t[:, None, :]) & (z < b[:, None, :]) & np.isfinite(ctx.display)
+    total = np.where(inside, ctx.display, 0).sum(axis=1, dtype=np.float64)
+    want = np.where(np.isfinite(ilm) & np.isfinite(bm), total / (b - t), np.nan)
+    np.testing.assert_array_equal(enface_projection(ctx.display, ilm, bm), want)

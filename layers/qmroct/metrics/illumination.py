@@ -13,6 +13,10 @@ import numpy as np
 
 def ascan_signal(img: np.ndarray, retina: np.ndarray) -> np.ndarray:
     """s(k, j): the mean display intensity of the retina in each A-scan (NaN without retina)."""
+    # Only the rows the retina reaches contribute: the sum over the others adds zeros.
+    rows = np.flatnonzero(retina.any(axis=2).any(axis=0))
+    if rows.size:
+        img, retina = img[:, rows[0] : rows[-1] + 1], retina[:, rows[0] : rows[-1] + 1]
     vals = np.where(retina & np.isfinite(img), img, 0.0)
     cnt = retina.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):

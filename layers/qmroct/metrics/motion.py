@@ -135,7 +135,10 @@ def enface_projection(image: np.ndarray, top: np.ndarray, bottom: np.ndarray) ->
     t = np.minimum(t, b - 1)
     # A masked sum over rows: a cumulative sum along the strided axis of a whole volume was
     # twenty times slower.
-    z = np.arange(h)[None, :, None]
+    # Only rows from the highest top to the deepest bottom contribute (the rest add zeros).
+    r0, r1 = (int(t[ok].min()), int(b[ok].max())) if ok.any() else (0, h)
+    image = image[:, r0:r1]
+    z = np.arange(r0, r1)[None, :, None]
     inside = (z >= t[:, None, :]) & (z < b[:, None, :]) & np.isfinite(image)
     total = np.where(inside, image, 0).sum(axis=1, dtype=np.float64)
     return np.where(ok, total / (b - t), np.nan)
