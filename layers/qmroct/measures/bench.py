@@ -135,7 +135,7 @@ def _one_run(data: bytes, name: str, names: list[str]) -> tuple[Scan, dict[str, 
         if out.picture_rgb is not None:
             pictures.to_png(out.picture_rgb)
         f[f"png:{n}"] = clock.lap() if out.picture_rgb is not None else 0.0
-        fresh = ScanContext.from_bytes(stored)
+        fresh = ScanContext.from_bytes(stored, bscans=lambda: scan.bscans)
         clock.lap()
         m.compute(fresh.scan, params, {"context": fresh})
         f[f"alone:{n}"] = clock.lap()

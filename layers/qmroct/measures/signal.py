@@ -108,7 +108,7 @@ class Signal(SuiteMeasure):
         peaks = np.array([peak_snr_db(linear[k], ctx.retina[k], ctx.vitreous[k]) for k in idx])
         peak = float(np.nanmedian(peaks)) if np.isfinite(peaks).any() else float("nan")
         # Every B-scan sampled (the usual volume): the arrays themselves, not copies of them.
-        every = idx.size == scan.bscans.shape[0]
+        every = idx.size == scan.shape[0]
         display, retina, vitreous = (
             (ctx.display, ctx.retina, ctx.vitreous)
             if every
