@@ -127,11 +127,12 @@ def bench_backfill_cmd(
             progress=drain.update,
         )
         drain.finish()
-    if as_json:
-        click.echo(figures.model_dump_json())
-    else:
-        for k, v in figures.model_dump().items():
-            click.echo(f"{k:>26}: {v}")
+        # Printed before the home (gigabytes) is removed, which takes a while.
+        if as_json:
+            click.echo(figures.model_dump_json())
+        else:
+            for k, v in figures.model_dump().items():
+                click.echo(f"{k:>26}: {v}")
 
 
 @click.command("claim")
