@@ -267,3 +267,28 @@ def test_ring_a_letter_checks_the_rnfl():
     a = run.summary.letters["A"]
     assert a.verdict in (Verdict.WARN, Verdict.FAIL), a
     assert a.graded_by in ("segmentation.rnfl_thin_fraction", "segmentation.rnfl_jump_fraction")
+
+
+def test_wrap_is_reported_by_a_and_graded_by_o():
+    # A myopic wrap is an image problem (OSCAR-IB O, cut-off image parts), not an algorithm
+    # failure: A reports and leaves out the clipped A-scans, completeness grades them.
+    from qmroct.measures.base import get_measure
+    from qmroct.oct.phantom import make_phantom
+    from qmroct.results import Verdict
+
+    for seed in (0, 2):
+        scan, _, truth = make_phantom("ring", seed=seed, wrap=True)
+        share = float((truth["ILM"] < 0).mean())
+        seg = get_measure("segmentation")
+        out = seg.compute(scan, seg.Params(), None)
+        assert abs(out.values["top_clipped_fraction"] - share) < 0.01
+        assert out.values["ilm_jump_fraction"] < 0.01
+        assert "image top" in out.verdicts[0].reason
+        assert out.verdicts[0].verdict is not Verdict.FAIL
+        comp = get_measure("completeness")
+        out = comp.compute(scan, comp.Params(), None)
+        assert out.values["cut_top_fraction"] >= share
+        assert out.verdicts[0].verdict is Verdict.FAIL
+        plain, _, _ = make_phantom("ring", seed=seed)
+        out = seg.compute(plain, seg.Params(), None)
+        assert out.values["top_clipped_fraction"] == 0.0

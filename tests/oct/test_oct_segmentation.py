@@ -172,17 +172,98 @@ def _real_vols(samples_dir):
     return out
 
 
+#: A device segmentation missing the ILM or BM on more A-scans than OSCAR-IB A's gap fail
+#: threshold (SegmentationParams.gap_fail, 20 %) has failed itself: it is no reference.
+DEVICE_GAP_FAIL = 0.20
+
+
+def _device_gaps(scan) -> float:
+    dev = scan.segmentation
+    return float((~np.isfinite(dev["ILM"]) | ~np.isfinite(dev["BM"])).mean())
+
+
+def device_agreement_px(scan, seg: Segmentation) -> dict[str, float]:
+    """Mean |ours - device| per boundary, in pixels, where both are found and our retina does
+    not reach the image top (the clamped ILM is a bound there, not a boundary)."""
+    ours = seg.as_dict()
+    out = {}
+    for boundary in DEVICE_TARGET_PX:
+        if boundary not in scan.segmentation:
+            continue
+        theirs = scan.segmentation[boundary]
+        both = np.isfinite(ours[boundary]) & np.isfinite(theirs) & ~seg.clipped
+        assert both.mean() > 0.8, (scan.meta.source, boundary, both.mean())
+        out[boundary] = float(np.mean(np.abs(ours[boundary][both] - theirs[both])))
+    return out
+
+
 def test_segmentation_agrees_with_the_device_on_every_real_vol(samples_dir) -> None:
     vols = _real_vols(samples_dir)
-    assert len(vols) >= 2
+    references = [name for name, scan in vols if _device_gaps(scan) <= DEVICE_GAP_FAIL]
+    assert len(references) >= 2
     for name, scan in vols:
-        ours = segment(scan).as_dict()
-        for boundary, target in DEVICE_TARGET_PX.items():
-            if boundary not in scan.segmentation:
-                continue
-            theirs = scan.segmentation[boundary]
-            both = np.isfinite(ours[boundary]) & np.isfinite(theirs)
-            assert both.mean() > 0.8, (name, boundary)
-            mean_px = float(np.mean(np.abs(ours[boundary][both] - theirs[both])))
-            bound = DEVICE_SHORTFALL_PX.get((name, boundary), target)
+        seg = segment(scan)
+        if name not in references:
+            # The device failed here (valid.vol: a myopic ring wrapped at the top, where Heyex
+            # left a quarter of the ILM undefined and ran BM through the noise): no agreement is
+            # claimed, but our segmentation must see the wrap on the A-scans the device lost.
+            lost = ~np.isfinite(scan.segmentation["ILM"]) | ~np.isfinite(scan.segmentation["BM"])
+            assert (seg.clipped & lost).sum() > 0.8 * lost.sum(), name
+            continue
+        for boundary, mean_px in device_agreement_px(scan, seg).items():
+            bound = DEVICE_SHORTFALL_PX.get((name, boundary), DEVICE_TARGET_PX[boundary])
             assert mean_px <= bound, (name, boundary, mean_px, bound)
+
+
+# ---- myopic wrap: the retina reaches the image top and folds back ----
+
+
+def test_wrap_phantom_varies_per_seed_and_folds_back():
+    overs, spans = [], []
+    for seed in range(4):
+        scan, truth, bounds = make_phantom("line", seed=seed, wrap=True)
+        cut = bounds["ILM"] < 0
+        assert cut.any() and truth.wrapped[0] == np.flatnonzero(cut[0]).tolist()
+        overs.append(truth.physical["wrap_overshoot_um"])
+        spans.append(int(cut.sum()))
+        # The tissue above the top is folded back: the top rows over the wrap are as bright
+        # as retina, while the plain phantom's are vitreous.
+        plain, _, _ = make_phantom("line", seed=seed)
+        cols = np.flatnonzero(cut[0])
+        assert scan.bscans[0, :3, cols].mean() > 5 * plain.bscans[0, :3, cols].mean()
+    assert len(set(overs)) == 4 and min(overs) >= 40 and max(overs) <= 200
+    assert len(set(spans)) > 1
+    assert not make_phantom("line", seed=0)[1].wrapped[0]
+
+
+@pytest.mark.parametrize("pattern", ["line", "ring", "volume"])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_wrapped_ascans_are_clipped_not_snapped(pattern: str, seed: int) -> None:
+    scan, _, truth = make_phantom(pattern, seed=seed, wrap=True)
+    seg = segment(scan)
+    cut = truth["ILM"] < 0
+    clipped = seg.clipped
+    # Every wrapped A-scan is flagged; at most a few A-scans per B-scan beside a wrap where
+    # the ILM lies within the smoothing's reach of the top (the 3 top rows tested, the 3-row
+    # axial box and the lateral one) are flagged too.
+    assert clipped[cut].all()
+    extra = clipped & ~cut
+    assert extra.sum() <= 8 * cut.shape[0]
+    assert np.all(truth["ILM"][extra] < 8.0)
+    # The ILM there is the clamp, not an edge of the fold; their confidence is zero.
+    assert np.all(seg.ilm[clipped] == 0.0) and np.all(seg.confidence[clipped] == 0.0)
+    assert np.isnan(seg.rnfl[clipped]).all()
+    # Elsewhere the boundaries are as good as on a plain phantom.
+    ok = ~clipped
+    assert float(np.nanmedian(np.abs(seg.ilm[ok] - truth["ILM"][ok]))) < 1.0
+    assert float(np.nanmedian(np.abs(seg.bm - truth["BM"]))) < 1.0
+    # Without a wrap nothing is clipped.
+    plain, _, _ = make_phantom(pattern, seed=seed)
+    assert not segment(plain).clipped.any()
+
+
+def test_the_clamp_survives_storage() -> None:
+    scan, _, _ = make_phantom("ring", seed=1, wrap=True)
+    seg = segment(scan)
+    back = Segmentation.from_bytes(seg.to_bytes())
+    assert seg.clipped.any() and np.array_equal(back.clipped, seg.clipped)

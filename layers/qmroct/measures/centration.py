@@ -12,7 +12,12 @@ from qmroct.measures.base import register
 from qmroct.measures.common import Evaluation, SuiteMeasure, bscan_with_layers, crop_to_retina
 from qmroct.measures.context import ScanContext
 from qmroct.measures.verdicts import grade, not_applicable, worst
-from qmroct.metrics.centration import find_disc, fovea_offset_um, fovea_position, ring_offset_ratio
+from qmroct.metrics.centration import (
+    disc_candidates,
+    fovea_offset_um,
+    fovea_position,
+    ring_offset_ratio,
+)
 from qmroct.metrics.geometry import thickness_um
 from qmroct.oct.model import ScanPattern
 
@@ -36,10 +41,11 @@ class Centration(SuiteMeasure):
     """Centration. Macular scans: distance of the fovea (minimum of the 300 µm-smoothed
     thickness map in the central 35-65%, the AURA method) from the scan centre in µm; fails
     beyond 200 µm (Pak et al. 2013). Ring scans: ring-to-disc offset over disc diameter, with the
-    disc found on the SLO; warns above 0.15 (OCTolyzer)."""
+    disc found on the SLO near the ring's own centre, bright or dark, passing over bright
+    peripapillary atrophy at its margin; warns above 0.15 (OCTolyzer)."""
 
     name = "centration"
-    version = "1.0.0"
+    version = "1.1.0"
     criteria = ("C",)
     Params = CentrationParams
     #: value name -> (unit, direction, meaning); drives the report and docs/measures.md
@@ -64,6 +70,17 @@ class Centration(SuiteMeasure):
         "disc_y_px": ("SLO px", "", "disc centre y"),
         "disc_diameter_px": ("SLO px", "", "disc diameter"),
         "disc_contrast": ("", "higher is better", "how clearly the disc stands out"),
+        "disc_contrast_sd": (
+            "SD",
+            "higher is better",
+            "disc contrast in robust SDs of the SLO's contrast map",
+        ),
+        "disc_bright": ("", "", "whether the disc found is brighter than the fundus"),
+        "atrophy_passed_over": (
+            "count",
+            "",
+            "bright blobs at the disc margin taken for peripapillary atrophy, not the disc",
+        ),
     }
 
     def evaluate(self, ctx: ScanContext, params: CentrationParams) -> Evaluation:  # type: ignore[override]
@@ -204,8 +221,17 @@ class Centration(SuiteMeasure):
         else:
             # Without a fundus scale, the ring radius (1.7 mm nominal) sets the scale.
             expected = meta.ring.radius_px * params.disc_diameter_um / 1730.0
-        x, y, diam, contrast = find_disc(fundus, expected_diameter_px=expected)
         ring = (meta.ring.center.x, meta.ring.center.y)
+        # The ring's own centre is the prior (the operator aimed it at the disc), both
+        # polarities are tried and bright atrophy at a dark disc's margin is passed over.
+        found = disc_candidates(
+            fundus, expected_diameter_px=expected, prior=ring, prior_sigma_px=meta.ring.radius_px
+        )
+        if not found:
+            raise NotApplicable("no disc-sized blob on the SLO")
+        best = found[0]
+        x, y, diam, contrast = best.x, best.y, best.diameter_px, best.contrast
+        passed = [k for k in found[1:] if k.atrophy]
         ratio = ring_offset_ratio(ring, (x, y), diam)
         values = {
             "ring_offset_ratio": ratio,
@@ -216,6 +242,9 @@ class Centration(SuiteMeasure):
             "disc_y_px": y,
             "disc_diameter_px": diam,
             "disc_contrast": contrast,
+            "disc_contrast_sd": best.z,
+            "disc_bright": best.bright,
+            "atrophy_passed_over": len(passed),
         }
         verdict = grade(
             "C",
@@ -234,11 +263,15 @@ class Centration(SuiteMeasure):
                 (ring[0], ring[1], meta.ring.radius_px, pictures.GREEN),
                 (x, y, diam / 2.0, pictures.YELLOW),
             ],
-            marks=[(ring[0], ring[1], pictures.GREEN), (x, y, pictures.YELLOW)],
+            marks=[(ring[0], ring[1], pictures.GREEN), (x, y, pictures.YELLOW)]
+            + [(k.x, k.y, pictures.ORANGE) for k in passed],
         )
         panels = [
             pictures.panel(
-                rgb, f"SLO: ring (green), disc found (yellow), offset {ratio:.2f} of the disc"
+                rgb,
+                f"SLO: ring (green), {'bright' if best.bright else 'dark'} disc found (yellow), "
+                f"offset {ratio:.2f} of the disc"
+                + (", atrophy passed over (orange)" if passed else ""),
             ),
             pictures.panel(crop_to_retina(bscan_with_layers(ctx, 0), ctx, 0), "ring B-scan"),
         ]

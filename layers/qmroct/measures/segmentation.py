@@ -86,7 +86,7 @@ class SegmentationPlausibility(SuiteMeasure):
     their share and the verdict reason names the exclusion (see :mod:`qmroct.metrics.disc`)."""
 
     name = "segmentation"
-    version = "1.0.0"
+    version = "1.1.0"
     criteria = ("A",)
     Params = SegmentationParams
     #: value name -> (unit, direction, meaning); drives the report and docs/measures.md
@@ -132,14 +132,28 @@ class SegmentationPlausibility(SuiteMeasure):
             "",
             "A-scans in the optic disc, left out of every check",
         ),
+        "top_clipped_fraction": (
+            "fraction",
+            "lower is better",
+            "A-scans whose retina reaches the image top (cut off or wrapped back, as in steep "
+            "myopic eyes): the ILM is clamped there and they are left out of every check; "
+            "completeness grades them (OSCAR-IB O, cut-off image parts)",
+        ),
     }
 
     def evaluate(self, ctx: ScanContext, params: SegmentationParams) -> Evaluation:  # type: ignore[override]
         s = ctx.segmentation
         axial = ctx.scan.meta.spacing.axial_um
-        keep = ~ctx.disc.mask
-        # Outside the disc only: there is nothing to segment below the ILM inside it.
-        ilm, bm = outside_disc(ctx, s.ilm), outside_disc(ctx, s.bm)
+        clipped = s.clipped
+        keep = ~ctx.disc.mask & ~clipped
+
+        def graded(layer: np.ndarray) -> np.ndarray:
+            # Outside the disc only (nothing to segment below the ILM inside it), and not
+            # where the retina reaches the image top: a cut or a wrap is the image's problem,
+            # graded by completeness (OSCAR-IB O), not the algorithm's.
+            return np.where(clipped, np.nan, outside_disc(ctx, layer))
+
+        ilm, bm = graded(s.ilm), graded(s.bm)
         layers = [getattr(s, name) for name in LAYERS]
         gaps = gap_fraction(s.ilm, s.bm, keep=keep)
         order = order_violation_fraction(layers, keep=keep)
@@ -157,7 +171,7 @@ class SegmentationPlausibility(SuiteMeasure):
         dis_um = float(np.nanmax(dis)) if dis and np.isfinite(dis).any() else None
         # Agreement per boundary in pixels, as the device's own boundaries are drawn.
         agree = {
-            f"device_{name.lower()}_px": disagreement_px(outside_disc(ctx, mine), device[name])
+            f"device_{name.lower()}_px": disagreement_px(graded(mine), device[name])
             for name, mine in (("ILM", s.ilm), ("RNFL", s.rnfl), ("BM", s.bm))
             if name in device and device[name].shape == mine.shape
         }
@@ -182,7 +196,7 @@ class SegmentationPlausibility(SuiteMeasure):
         if ring:
             # OSCAR-IB A was written for rings, where the RNFL is the layer measured: its lower
             # edge must run continuously and stay above the thinnest RNFL an eye keeps.
-            rnfl = outside_disc(ctx, s.rnfl)
+            rnfl = graded(s.rnfl)
             rnfl_jumps = jump_fraction(rnfl, params.rnfl_max_jump_um / axial)
             thick = (rnfl - ilm) * axial
             ok = np.isfinite(thick)
@@ -203,6 +217,7 @@ class SegmentationPlausibility(SuiteMeasure):
             **agree,
             "confidence_mean": float(np.nanmean(s.confidence)),
             "disc_excluded_fraction": ctx.disc.fraction,
+            "top_clipped_fraction": float(clipped.mean()) if clipped.size else 0.0,
         }
         gradings = [
             grade(
@@ -291,7 +306,9 @@ class SegmentationPlausibility(SuiteMeasure):
         per_b = np.array(
             [np.nanpercentile(r, 5) if np.isfinite(r).any() else np.inf for r in strength]
         )
-        if gaps_per_b.any():
+        if clipped.any():
+            k = int(np.argmax(clipped.sum(axis=1)))
+        elif gaps_per_b.any():
             k = int(np.argmax(gaps_per_b))
         else:
             k = int(np.argmin(per_b)) if np.isfinite(per_b).any() else ctx.centre_index
@@ -306,14 +323,17 @@ class SegmentationPlausibility(SuiteMeasure):
             rgb,
             # Marks just above the ILM (weak edge or a gap under it) and at the BM (missing).
             lines=[(j, s.ilm[k, j] - 14, j, s.ilm[k, j] - 5, pictures.RED) for j in weak]
-            + [(j, top_row, j, top_row + 8, pictures.ORANGE) for j in gap_cols],
+            + [(j, top_row, j, top_row + 8, pictures.ORANGE) for j in gap_cols]
+            # At the image top: the retina reaches it (cut off or wrapped), not graded here.
+            + [(j, 0.0, j, 6.0, pictures.MAGENTA) for j in np.flatnonzero(clipped[k])],
         )
         rgb = mark_disc(rgb, ctx, k)
         panels = [
             pictures.panel(
                 crop_to_retina(rgb, ctx, k),
                 f"B-scan {k}: ILM green, RNFL cyan, ONL magenta, BM yellow; "
-                "weak ILM edge or gap under it red, missing boundaries orange",
+                "weak ILM edge or gap under it red, missing boundaries orange"
+                + ("; retina at the image top magenta (not graded)" if clipped[k].any() else ""),
             )
         ]
         drawn = [
@@ -337,8 +357,16 @@ class SegmentationPlausibility(SuiteMeasure):
                     f"ours (green) against the device's (cyan), mean |difference|: {names}",
                 )
             )
+        verdict = with_disc_note(worst("A", gradings), ctx)
+        if clipped.any():
+            verdict = verdict.model_copy(
+                update={
+                    "reason": f"{verdict.reason}; retina at the image top (cut off or wrapped) "
+                    f"on {clipped.mean():.0%} of A-scans, not graded here (OSCAR-IB O)"
+                }
+            )
         return Evaluation(
             values,
-            [with_disc_note(worst("A", gradings), ctx)],
+            [verdict],
             pictures.stack(panels, title="segmentation (OSCAR-IB A)"),
         )

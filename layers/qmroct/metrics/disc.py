@@ -11,9 +11,11 @@ how many they left out. Two sources, each used when the scan carries it:
   the disc while the ILM goes on, so a long run of A-scans with the device's ILM but no BM marks
   the disc.
 
-The fundus cue needs a blob of a disc's size (0.55 to 1.55 times 1.8 mm across) standing out
-of the fundus by 2.5 robust SDs, so a fovea or a bright patch is not taken for the disc; a
-disc cut by the fundus frame is not found there, and the device's segmentation has to show it.
+The fundus cue needs a compact blob of a disc's size (0.55 to 1.55 times 1.8 mm across),
+bright or dark, standing out of the fundus by 2.5 robust SDs, so a fovea or a bright patch is
+not taken for the disc; a bright crescent at a dark disc's margin is peripapillary atrophy, not
+the disc; on a ring scan the ring's own centre is the prior. A disc cut by the fundus frame is
+not found there, and the device's segmentation has to show it.
 
 Citation: optic disc area 0.8 to 5.5 mm², mean 2.7 mm² (about 1.8 mm across) in normal eyes
 (Jonas et al., IOVS 1988). Units: masks and fractions of A-scans. Direction: none (a share of
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qmroct.metrics.centration import find_disc
+from qmroct.metrics.centration import DiscCandidate, disc_candidates
 from qmroct.oct.model import Scan, ScanMeta, ScanPattern
 
 #: Mean optic disc diameter (Jonas et al. 1988) and the range of sizes accepted as a disc.
@@ -136,40 +138,50 @@ def plausible_disc(diameter_px: float, expected_px: float, lo: float, hi: float)
     return expected_px > 0 and lo <= diameter_px / expected_px <= hi
 
 
-def _fundus_contrast_sd(fundus: np.ndarray, expected_px: float, peak: float) -> float:
-    """Peak disc contrast over the robust SD (1.4826 MAD) of the contrast map of find_disc."""
-    from scipy import ndimage
-
-    img = np.nan_to_num(np.asarray(fundus, dtype=np.float64), nan=float(np.nanmedian(fundus)))
-    d = max(3, int(round(expected_px)))
-    sm = ndimage.gaussian_filter(img[::2, ::2], sigma=max(1.0, d / 16.0))
-    con = ndimage.uniform_filter(sm, size=max(3, d // 2)) - ndimage.uniform_filter(
-        sm, size=max(3, 3 * d // 2)
-    )
-    mad = 1.4826 * float(np.median(np.abs(con - np.median(con))))
-    return abs(peak) / mad if mad > 0 else float("inf")
-
-
-def disc_from_fundus(scan: Scan) -> np.ndarray | None:
-    """Disc A-scans from the SLO and the A-scans' fundus positions, or None when the scan does
-    not carry them or no disc-sized blob stands out of the fundus."""
+def fundus_disc(scan: Scan) -> DiscCandidate | None:
+    """The disc on the scan's SLO, or None: the best of
+    :func:`qmroct.metrics.centration.disc_candidates` (both polarities, bright atrophy at a
+    dark disc's margin passed over; a ring's own centre as the prior), kept only if it is
+    compact, of a disc's size and stands out of the fundus by ``DISC_MIN_CONTRAST_SD``."""
     meta, fundus = scan.meta, scan.fundus
     fs = meta.fundus_spacing_um
-    n, _, w = scan.shape
     if fundus is None or fs is None or fundus.ndim != 2:
-        return None
-    xy = ascan_fundus_xy(meta, n, w)
-    if xy is None:
         return None
     expected = DISC_DIAMETER_UM / fs.lateral_um
     if min(fundus.shape) < 2 * expected:
         return None
-    x, y, diam, peak = find_disc(fundus, expected_diameter_px=expected)
-    if not plausible_disc(diam, expected, *DISC_SIZE_RANGE):
+    ring = meta.ring if meta.pattern is ScanPattern.RING else None
+    found = disc_candidates(
+        fundus,
+        expected_diameter_px=expected,
+        prior=(ring.center.x, ring.center.y) if ring else None,
+        prior_sigma_px=ring.radius_px if ring else None,
+    )
+    if not found:
         return None
-    if _fundus_contrast_sd(fundus, expected, peak) < DISC_MIN_CONTRAST_SD:
+    best = found[0]
+    if not best.plausible or best.z < DISC_MIN_CONTRAST_SD:
         return None
-    return disc_mask_from_fundus(xy, (x, y), diam, DISC_MARGIN_UM / fs.lateral_um)
+    if not plausible_disc(best.diameter_px, expected, *DISC_SIZE_RANGE):
+        return None
+    return best
+
+
+def disc_from_fundus(scan: Scan) -> np.ndarray | None:
+    """Disc A-scans from the SLO and the A-scans' fundus positions, or None when the scan does
+    not carry them or no disc-sized blob stands out of the fundus (:func:`fundus_disc`)."""
+    n, _, w = scan.shape
+    xy = ascan_fundus_xy(scan.meta, n, w)
+    if xy is None:
+        return None
+    best = fundus_disc(scan)
+    if best is None:
+        return None
+    fs = scan.meta.fundus_spacing_um
+    assert fs is not None  # fundus_disc found a disc, so the scale is known
+    return disc_mask_from_fundus(
+        xy, (best.x, best.y), best.diameter_px, DISC_MARGIN_UM / fs.lateral_um
+    )
 
 
 def disc_from_device(scan: Scan) -> np.ndarray | None:

@@ -251,6 +251,11 @@ class PhantomTruth(BaseModel):
     fovea_offset_um: float | None = None
     disc_center: tuple[float, float] | None = Field(None, description="SLO (x, y) px")
     disc_diameter_px: float | None = None
+    disc_bright: bool = Field(True, description="the disc brighter than the fundus on the SLO")
+    atrophy_width_um: float = Field(0.0, description="peripapillary atrophy, widest point")
+    wrapped: list[list[int]] = Field(
+        default_factory=list, description="per B-scan, the A-scans whose ILM is above the image"
+    )
     ring_center: tuple[float, float] | None = Field(None, description="SLO (x, y) px")
     ring_offset_ratio: float | None = None
     blink_bscans: list[int] = Field(default_factory=list)
@@ -316,6 +321,9 @@ def make_phantom(
     size: str = "small",
     anatomy: str = "natural",
     repeat: int = 0,
+    disc_polarity: str = "bright",
+    atrophy: bool = False,
+    wrap: bool = False,
 ) -> tuple[Scan, PhantomTruth, dict[str, np.ndarray]]:
     """Make a phantom scan, its truth, and its true boundaries.
 
@@ -327,9 +335,19 @@ def make_phantom(
     reference eye for every seed). ``repeat`` > 0 images the same eye again: same anatomy and
     vessels, new speckle and noise (and new random placement of any defect), as a repeat scan
     of one eye seconds later; it measures test-retest.
+
+    Eye options (each drawn per seed from its own stream, so the rest of the phantom keeps its
+    random numbers): ``disc_polarity`` "bright" (the default), "dark" (the disc darker than the
+    fundus, as on many infrared SLO images) or "natural" (either, per seed); ``atrophy`` adds
+    beta-zone peripapillary atrophy, a bright crescent at the disc margin on the SLO
+    (:meth:`_Builder._atrophy`); ``wrap`` raises part of the retina above the image top, where
+    it folds back as the mirror image of Fourier-domain OCT (:meth:`_Builder._wrap_lift`, :meth:`_Builder._fold`), as in
+    myopic eyes.
     """
     if anatomy not in ("natural", "fixed"):
         raise ValueError(f"anatomy must be 'natural' or 'fixed', not {anatomy!r}")
+    if disc_polarity not in ("bright", "dark", "natural"):
+        raise ValueError(f"disc_polarity must be bright, dark or natural, not {disc_polarity!r}")
     defects = dict(defects or {})
     for name, sev in defects.items():
         if name not in DEFECTS:
@@ -348,6 +366,7 @@ def make_phantom(
     )
     sev = {k: float(defects.get(k, 0.0)) for k in DEFECTS}
     builder = _Builder(pattern, g, sev, rng, truth)
+    builder.eye(disc_polarity, atrophy, wrap)
     return builder.build()
 
 
@@ -361,6 +380,19 @@ class _Builder:
         self.pattern, self.g, self.sev, self.rng, self.truth = pattern, g, sev, rng, truth
         self.phys: dict[str, float] = {}
         self.anat = truth.anatomy
+
+    def eye(self, disc_polarity: str, atrophy: bool, wrap: bool) -> None:
+        """Draw the eye options of :func:`make_phantom` from their own stream."""
+        rng = np.random.default_rng([self.truth.seed, 17])
+        bright = rng.uniform() < 0.5 if disc_polarity == "natural" else disc_polarity == "bright"
+        # The default bright disc keeps its historical contrast; a dark disc on an infrared
+        # SLO is a shallower dip (the cup and the vessel trunk are dark, the rim is not).
+        self.disc_gain = 90.0 if bright else -float(rng.uniform(35.0, 60.0))
+        self.truth.disc_bright = bool(bright)
+        self.atrophy = atrophy
+        self.atrophy_rng = np.random.default_rng([self.truth.seed, 18])
+        self.wrap = wrap
+        self.wrap_rng = np.random.default_rng([self.truth.seed, 19])
 
     # ---- geometry on the fundus (um, fundus frame, origin at the SLO centre, y down) ----
     def _sample_points(self) -> tuple[np.ndarray, np.ndarray]:
@@ -512,6 +544,7 @@ class _Builder:
         bm_um = bm_um + natural_tilt[None, :] + self._defect_tilt()
         bm_um = bm_um + self._defect_axial_motion()
         ilm_um = self._defect_cutoff(bm_um - total_um, bm_um)
+        ilm_um = ilm_um - self._wrap_lift(ilm_um)
         tops = [ilm_um]
         for t in thick_um:
             tops.append(tops[-1] + t)
@@ -521,6 +554,7 @@ class _Builder:
         self._defect_cysts(image, bounds, x, y)
         image = self._vessels(image, bounds, x, y)
         self._defect_layer_artefact(image, bounds)
+        self._fold(image, bounds)
         image = self._defect_blur(image)
         looks = self.anat.speckle_looks
         image *= self.rng.gamma(looks, 1.0 / looks, image.shape).astype(np.float32)
@@ -729,6 +763,45 @@ class _Builder:
             out = out + (bottom + 60.0 * sb - (bm_um - ilm_um + out).max())
         return out
 
+    def _wrap_lift(self, ilm_um: np.ndarray) -> np.ndarray:
+        """Myopic wrap: a smooth rise of the retina (um, added height) that lifts its ILM
+        U(40, 200) um above the image top at its peak, centred at a random A-scan within the
+        middle 70% of the B-scan and U(5, 12) % of its width wide (Gaussian sigma); the same in
+        every B-scan of a volume. A steep posterior pole (a staphyloma in high myopia) brings
+        the retina out of the top of the window, where the image folds back.
+
+        physical: ``wrap_overshoot_um`` (how far the ILM rises above the top).
+        """
+        g = self.g
+        if not self.wrap:
+            self.phys["wrap_overshoot_um"] = 0.0
+            return np.zeros_like(ilm_um)
+        rng = self.wrap_rng
+        over = float(rng.uniform(40.0, 200.0))
+        centre = float(rng.uniform(0.15, 0.85)) * (g.w - 1)
+        sigma = float(rng.uniform(0.05, 0.12)) * g.w
+        bump = np.exp(-0.5 * ((np.arange(g.w) - centre) / sigma) ** 2)[None, :]
+        j = int(round(centre))
+        lift = (ilm_um[:, j : j + 1] + over) * bump
+        self.phys["wrap_overshoot_um"] = over
+        return lift
+
+    def _fold(self, image: np.ndarray, bounds: np.ndarray) -> None:
+        """Fold the tissue above the image top back into it, mirrored about the top edge: the
+        complex-conjugate (mirror) image of Fourier-domain OCT, which shows tissue beyond the
+        zero-delay line upside down (Wojtkowski et al., Opt Express 2002). Truth: ``wrapped``.
+        """
+        g = self.g
+        self.truth.wrapped = [[int(c) for c in np.flatnonzero(r < 0)] for r in bounds[0]]
+        top = float(np.min(bounds[0]))
+        if not self.wrap or top >= 0:
+            return
+        pad = min(g.h, int(math.ceil(-top)) + 2)
+        above = self._render(bounds + pad)[:, :pad, :]
+        # Vessel shadows fall on the folded tissue as well.
+        above *= getattr(self, "vessel_atten", np.ones((g.n, g.w), np.float32))[:, None, :]
+        image[:, :pad, :] += above[:, ::-1, :]
+
     def _defect_blink(self, n: int, w: int) -> np.ndarray:
         """Volumes: round(1 + 0.25*s*(n-1)) consecutive B-scans keep only the noise floor.
         One B-scan: 30*s % of its A-scans (a contiguous block) go dark.
@@ -906,7 +979,8 @@ class _Builder:
         img -= 25 * np.exp(-0.5 * (r_f / 700.0) ** 2)
         r_d = np.hypot(xu - self.disc_um[0], yu - self.disc_um[1])
         disc = np.clip((self.disc_d_um / 2 - r_d) / 40.0 + 0.5, 0, 1)
-        img += 90 * disc
+        img += self.disc_gain * disc
+        img += self._atrophy(xu, yu, r_d)
         for a in self.vessel_angles:
             d = np.abs((xu - self.disc_um[0]) * math.sin(a) - (yu - self.disc_um[1]) * math.cos(a))
             ahead = (xu - self.disc_um[0]) * math.cos(a) + (yu - self.disc_um[1]) * math.sin(a)
@@ -915,6 +989,34 @@ class _Builder:
             img -= 25 * self._branch_core(xu, yu, a, wd)
         img += self.rng.normal(0, 3, img.shape)
         return np.clip(np.round(img), 0, 255).astype(np.float32)
+
+    def _atrophy(self, xu: np.ndarray, yu: np.ndarray, r_d: np.ndarray) -> np.ndarray:
+        """Beta-zone peripapillary atrophy on the SLO: a bright crescent (bared sclera, U(40,
+        70) grey levels over the fundus) from the disc margin outwards, widest towards the
+        fovea (temporal, where myopic atrophy lies) and tapering over a circumferential extent
+        of U(90, 240) degrees around a direction within 30 degrees of temporal. Its widest
+        point is U(200, 700) um: beta-zone widths in highly myopic eyes run from 0.20 to 2.05 mm
+        on cSLO (Biometric features of PPA-beta in high myopia, 61 eyes, cSLO and EDI SD-OCT),
+        cut at 700 um so that the crescent stays inside the 3.46 mm ring of a centred ring scan.
+
+        Returns the grey levels to add; truth: ``atrophy_width_um``.
+        """
+        if not self.atrophy:
+            return np.zeros_like(xu)
+        rng = self.atrophy_rng
+        width = float(rng.uniform(200.0, 700.0))
+        extent = math.radians(float(rng.uniform(90.0, 240.0)))
+        gain = float(rng.uniform(40.0, 70.0))
+        fx, fy = self.fovea_um - self.disc_um
+        towards = math.atan2(fy, fx) + math.radians(float(rng.uniform(-30.0, 30.0)))
+        ang = np.arctan2(yu - self.disc_um[1], xu - self.disc_um[0]) - towards
+        ang = np.angle(np.exp(1j * ang))  # -pi..pi around the crescent's middle
+        taper = np.clip(np.cos(np.clip(ang / (extent / 2), -1, 1) * math.pi / 2), 0, 1)
+        outer = self.disc_d_um / 2 + width * taper
+        inside = np.clip((r_d - self.disc_d_um / 2) / 40.0 + 0.5, 0, 1)
+        within = np.clip((outer - r_d) / 40.0 + 0.5, 0, 1) * (taper > 0.05)
+        self.truth.atrophy_width_um = width
+        return gain * inside * within
 
     def _scan(self, image: np.ndarray, bounds: dict[str, np.ndarray]) -> Scan:
         g = self.g

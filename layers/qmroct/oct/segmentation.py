@@ -37,6 +37,11 @@ smoothed image 15 um below minus 15 um above the edge) in units of the vitreous 
 by ``CONFIDENT_STEP`` and clipped: 1 means both edges stand clear of the noise. It is zero where
 the retina was not found (the boundaries are NaN there) and halved where boundaries are out of
 order.
+
+Wrap: where tissue already fills the top rows (the retina cut off at the top, or folded back as
+the mirror image in steep myopic eyes), the ILM is clamped to exactly row 0 (a bound, not a
+finding; :attr:`Segmentation.clipped`), the RNFL is not known and the confidence is zero
+(:func:`_top_clipped`).
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ RNFL_EDGE_LEVEL = 0.5  # a fall this strong, relative to the strongest, can be t
 RNFL_STEP = 0.25  # a fall that ends the RNFL leaves a band this far towards the dark level
 RNFL_HALF = 0.5  # the RNFL ends where its profile has fallen half way to the inner dark level
 SHADOW_COLUMNS = 61  # A-scans of the running median a vessel shadow is measured against
+TOP_ROWS = 3  # rows at the image top that must be tissue for the retina to count as clipped
+CLIP_MIN_COLUMNS = 3  # shortest run of clipped A-scans (a speckle in the vitreous is narrower)
 
 
 @dataclass
@@ -78,6 +85,14 @@ class Segmentation:
     onl_bottom: np.ndarray
     bm: np.ndarray
     confidence: np.ndarray
+
+    @property
+    def clipped(self) -> np.ndarray:
+        """(n, w) bool: A-scans whose retina reaches the image top (cut off, or wrapped back as
+        the mirror image), where the ILM is clamped to exactly row 0, a bound and not a finding.
+        A found ILM always lies at row 1 or deeper (the edge search refines around rows >= 1),
+        so the clamp survives storage as it is."""
+        return self.ilm == 0.0
 
     def to_bytes(self) -> bytes:
         """Compressed npz (no pickle), for storing as a derived product."""
@@ -299,14 +314,29 @@ def segment(scan: Scan) -> Segmentation:
     grad[:, :-1, :] = x[:, 1:, :] - x[:, :-1, :]
     grad[:, -1, :] = 0
 
-    # Levels: vitreous (top rows) and retina (bright tail) per B-scan.
+    # Levels: vitreous (top rows) and retina (bright tail) per B-scan. Rows of exact zeros
+    # carry no data (frames shifted while averaging) and stay out of the vitreous level.
+    raw = scan.bscans
     top = x[:, : max(4, h // 20), :]
-    bg = np.median(top.reshape(n, -1), axis=1)
+    blank = ~(raw[:, : top.shape[1], :] > 0)
+    bg = np.array(
+        [np.median(t[~m]) if (~m).any() else np.median(t) for t, m in zip(top, blank, strict=True)]
+    )
     fg = np.percentile(x[:, ::2, ::4].reshape(n, -1), 97, axis=1)
     thr = (0.5 * (bg + fg)).astype(np.float32)
     above = x > thr[:, None, None]
     found = above.any(axis=1)
     first = above.argmax(axis=1).astype(np.int32)
+    axial = max(3, int(round(8.0 / um)) | 1)
+    # For the clipping test the vitreous level is the darker quarter of the top rows: where
+    # the retina wraps, tissue fills a good part of them and would lift their median.
+    vitreous = np.array(
+        [
+            np.percentile(t[~m], 25) if (~m).any() else np.percentile(t, 25)
+            for t, m in zip(top, blank, strict=True)
+        ]
+    )
+    clipped = _top_clipped(x, raw, vitreous, fg, axial, first) & found
     win = max(2, int(round(12.0 / um)))
     ilm_i = _windowed_argmax(grad, first - win, first + win // 2 + 1)
     ilm = _refine(grad, ilm_i) + 0.5
@@ -380,11 +410,16 @@ def segment(scan: Scan) -> Segmentation:
     conf = np.clip(np.minimum(ilm_step, bm_step) / (CONFIDENT_STEP * noise), 0, 1)
     ordered = (ilm <= rnfl) & (rnfl <= onl_top) & (onl_top <= onl_bottom) & (onl_bottom <= bm)
     conf = np.where(ordered, conf, 0.5 * conf)
-    conf = np.where(found, conf, 0.0).astype(np.float32)
+    conf = np.where(found & ~clipped, conf, 0.0).astype(np.float32)
 
     def out(a: np.ndarray) -> np.ndarray:
         return np.where(found, a, np.nan).astype(np.float32)
 
+    # Where the retina reaches the top row its ILM is above the image or folded back into it:
+    # the edge found there belongs to the fold, so the ILM is clamped to the top edge (a
+    # bound, which completeness reads as cut, OSCAR-IB O) and the RNFL is not known.
+    ilm = np.where(clipped, 0.0, ilm)
+    rnfl = np.where(clipped, np.nan, rnfl)
     return Segmentation(
         ilm=out(ilm),
         rnfl=out(rnfl),
@@ -393,3 +428,39 @@ def segment(scan: Scan) -> Segmentation:
         bm=out(bm),
         confidence=conf,
     )
+
+
+def _top_clipped(
+    x: np.ndarray, raw: np.ndarray, bg: np.ndarray, fg: np.ndarray, axial: int, first: np.ndarray
+) -> np.ndarray:
+    """A-scans whose retina reaches the image top, (n, w) bool.
+
+    There the first ``TOP_ROWS`` rows with data already stand a quarter of the way from the
+    vitreous level ``bg`` to the retina's bright level ``fg``: tissue, not vitreous, fills the
+    top of the window. Either the retina is cut off there, or, in a Fourier-domain OCT, the
+    part beyond the zero-delay line folds back as its mirror image (the wrap of steep myopic
+    eyes; Wojtkowski et al., Opt Express 2002), whose edges a top-down search would take for
+    the ILM; the folded tissue is dimmer than the retina, hence a quarter and not the midpoint.
+    And the rows from there down to ``first`` (where the retina's level is first reached) stay
+    above that level on average: a faint haze at the top over a dark vitreous and a retina
+    deeper down is no wrap.
+    Rows of exact zeros at the top carry no data (Spectralis pads the frames it shifts when it
+    averages them) and are skipped, as are the ``axial`` smoothing rows after them. Runs shorter
+    than ``CLIP_MIN_COLUMNS`` A-scans are speckle and are dropped.
+    """
+    h = x.shape[1]
+    has_data = raw > 0
+    start = np.where(has_data.any(axis=1), has_data.argmax(axis=1), 0)
+    # Only where the data starts right at the top: a blank band deeper down is no wrap.
+    start = np.minimum(start, h // 8) + axial // 2
+    rows = np.mean([_at(x, start + k) for k in range(TOP_ROWS)], axis=0)
+    level = (bg + 0.25 * (fg - bg))[:, None]
+    # Mean of x over rows [start, first) per A-scan, from cumulative sums.
+    csum = np.concatenate([np.zeros_like(x[:, :1]), np.cumsum(x, axis=1)], axis=1)
+    stop = np.maximum(first, start + TOP_ROWS)
+    span = (_at(csum, stop) - _at(csum, start)) / (stop - start)
+    hit = (rows > level) & (span > level)
+    if not hit.any():
+        return hit
+    structure = np.ones((1, CLIP_MIN_COLUMNS), dtype=bool)
+    return ndimage.binary_opening(hit, structure=structure)
