@@ -110,7 +110,7 @@ def _far_fraction(ours: np.ndarray, device: np.ndarray, axial_um: float, limit_u
 
 @pytest.mark.parametrize(
     ("name", "bm_bound", "rnfl_bound"),
-    [("Willis_B_716_0.vol", 0.05, None), ("Willis_B_716_2.vol", 0.02, 0.15)],
+    [("Willis_B_716_0.vol", 0.05, None), ("Willis_B_716_2.vol", 0.005, 0.15)],
 )
 def test_agrees_with_the_device_on_the_real_spectralis_scans(
     samples_dir, name: str, bm_bound: float, rnfl_bound: float | None
@@ -156,9 +156,6 @@ def test_layers_follow_the_anatomy_on_every_real_scan(samples_dir, name: str, bo
 
 #: The issue's targets: mean |ours - device| in pixels on the device's own boundaries.
 DEVICE_TARGET_PX = {"ILM": 1.5, "BM": 1.5, "RNFL": 3.0}
-#: Where the segmentation does not meet the target yet: the bound it holds today (a regression
-#: guard, not a target). The ring's BM runs a pixel or two deep under some vessel shadows.
-DEVICE_SHORTFALL_PX = {("Willis_B_716_2.vol", "BM"): 1.6}
 
 
 def _real_vols(samples_dir):
@@ -211,8 +208,7 @@ def test_segmentation_agrees_with_the_device_on_every_real_vol(samples_dir) -> N
             assert (seg.clipped & lost).sum() > 0.8 * lost.sum(), name
             continue
         for boundary, mean_px in device_agreement_px(scan, seg).items():
-            bound = DEVICE_SHORTFALL_PX.get((name, boundary), DEVICE_TARGET_PX[boundary])
-            assert mean_px <= bound, (name, boundary, mean_px, bound)
+            assert mean_px <= DEVICE_TARGET_PX[boundary], (name, boundary, mean_px)
 
 
 # ---- myopic wrap: the retina reaches the image top and folds back ----
@@ -267,3 +263,15 @@ def test_the_clamp_survives_storage() -> None:
     seg = segment(scan)
     back = Segmentation.from_bytes(seg.to_bytes())
     assert seg.clipped.any() and np.array_equal(back.clipped, seg.clipped)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ring_bm_holds_under_vessel_shadows(seed: int) -> None:
+    # Vessels attenuate the RPE by 55 to 80 %: BM is found there as well as elsewhere (the
+    # edge is taken relative to the A-scan's own strongest fall, which the shadow scales too).
+    scan, truth, bounds = make_phantom("ring", seed=seed)
+    err = np.abs(segment(scan).bm - bounds["BM"])[0]
+    under = np.array(truth.vessel_columns)
+    assert under.size > 10
+    assert err[under].mean() < 1.0 and err[under].max() < 3.0
+    assert err[under].mean() < np.delete(err, under).mean() + 0.3
