@@ -345,7 +345,10 @@ class SegmentationPlausibility(SuiteMeasure):
             drgb = pictures.gray_rgb(ctx.display[k])
             for theirs, mine in drawn:
                 drgb = pictures.draw_rows(drgb, device[theirs][k], pictures.CYAN)
-                drgb = pictures.draw_rows(drgb, mine[k], pictures.GREEN)
+                # Not where the retina reaches the top: the clamp there is no boundary.
+                drgb = pictures.draw_rows(
+                    drgb, np.where(clipped[k], np.nan, mine[k]), pictures.GREEN
+                )
             names = ", ".join(
                 f"{theirs} {agree[f'device_{theirs.lower()}_px']:.1f} px"
                 for theirs, _ in drawn
