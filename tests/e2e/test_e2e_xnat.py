@@ -8,6 +8,7 @@ import math
 import time
 
 from qmroct.embedded.stack import EmbeddedStack, StackOptions
+from qmroct.measures.base import get_measure
 from qmroct.orchestration.publication import publish_measure
 from qmroct.storage.ledger import JobKind, JobState
 from qmroct.xnat.assessor import name_part
@@ -99,22 +100,25 @@ def test_upload_to_xnat_with_per_scan_values_pictures_and_archive(tmp_path):
             assert scan_files and all(b"PHANTOM21" not in body for body in scan_files)
 
             # A version bump: recomputed everywhere, the old value archived in XNAT too.
-            publish_measure(store, "signal", "1.1.0")
+            old_v = get_measure("signal").version
+            major, minor, _ = old_v.split(".")
+            new_v = f"{major}.{int(minor) + 1}.0"
+            publish_measure(store, "signal", new_v)
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline:
                 current = {r.measure: r.version for r in ledger.results(rec.scan_hash)}
-                if current.get("signal") == "1.1.0":
+                if current.get("signal") == new_v:
                     break
                 time.sleep(0.3)
-            assert current.get("signal") == "1.1.0"
+            assert current.get("signal") == new_v
             _wait_xnat_jobs(stack, 2)
             session = xnat.session("E2E", rec.subject, rec.session)
             archive = session.scans[rec.scan].resources["QMROCT_ARCHIVE"].files
-            assert any(p.startswith("signal/1.0.0/") for p in archive), sorted(archive)
+            assert any(p.startswith(f"signal/{old_v}/") for p in archive), sorted(archive)
             old = [
                 a.scans[0]
                 for a in session.assessors.values()
                 if a.scans[0].fields["measure"] == "signal"
-                and a.scans[0].fields["version"] == "1.0.0"
+                and a.scans[0].fields["version"] == old_v
             ]
             assert old and old[0].fields["current"] == "false"
