@@ -88,6 +88,8 @@ def test_real_amd_and_hole_bscans_flag_r_and_normal_vol_scans_do_not(
     missed = [k for k, v in flagged.items() if not v]
     # Every one of these is pathology; a flag is a screen, so at least 90% must be caught.
     assert len(missed) <= 0.1 * len(files), missed
-    for vol in sorted((samples_dir / "heidelberg_vol").glob("*.vol")):
+    # Only the Willis_B_716 exports are known to be one healthy eye; another .vol in a samples
+    # folder (e.g. halirutan's valid.vol, a steep myopic ring with cystoid spaces) may not be.
+    for vol in sorted((samples_dir / "heidelberg_vol").glob("Willis_B_716_*.vol")):
         values, verdict = _r(read_scan(vol))
         assert verdict.verdict == Verdict.PASS, (vol.name, verdict.reason)
