@@ -120,11 +120,15 @@ def test_sigkill_mid_backfill_then_restart_finishes_every_job(tmp_path: Path) ->
     # No orphaned worker: each one saw its parent go and killed its process group.
     assert gone(home) == [], "action workers outlived qmroct up"
     total = len(_jobs(home))
+    # Lost = leased when the stack died, read from the ledger it left: a job seen leased above
+    # may have finished in the moment before the kill, and then nothing was lost of it.
+    lost_jobs = [j for j in _jobs(home) if j.state.value == "leased"]
+    assert lost_jobs, "the kill caught no job in flight"
 
     restarted_ms = int(time.time() * 1000)
     second = UpStack(home, env, ("--inbox", str(inbox))).start()
     try:
-        lost = {j.job_key for j in leased}
+        lost = {j.job_key for j in lost_jobs}
         requeued = {j.job_key: j for j in _jobs(home) if j.job_key in lost}
         assert all(RESTART_REASON in (j.last_error or "") for j in requeued.values())
 
