@@ -19,6 +19,25 @@ import numpy as np
 from scipy import ndimage
 
 
+def _linear_neighbours(
+    virt: np.ndarray, top: np.ndarray | int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NumPy's method "linear" around the virtual index ``virt`` over ``top + 1`` values: the
+    lower and upper neighbour indices (the last value from the top index on, the first below
+    index 0) and the weight taken against them, as NumPy computes them."""
+    prev = np.floor(virt)
+    nxt = prev + 1.0
+    above = virt >= top
+    below = virt < 0
+    prev = np.where(above, -1.0, np.where(below, 0.0, prev))
+    nxt = np.where(above, -1.0, np.where(below, 0.0, nxt))
+    gamma = virt - prev
+    last = np.maximum(top, 0)
+    prev_i = np.where(prev < 0, last, prev).astype(np.intp)
+    next_i = np.where(nxt < 0, last, nxt).astype(np.intp)
+    return prev_i, next_i, gamma
+
+
 def nanpercentile_columns(a: np.ndarray, q: float) -> np.ndarray:
     """Per column of ``a`` (m, k), the ``q``-th percentile of its non-NaN values, NaN where a
     column has none: ``np.nanpercentile(a, q, axis=0)``, method "linear" (Hyndman & Fan's 7th).
@@ -39,16 +58,7 @@ def nanpercentile_columns(a: np.ndarray, q: float) -> np.ndarray:
     virt = (count - 1) * np.true_divide(q, 100)
     # NumPy's neighbours: floor and floor + 1; the last value from the top index on (its
     # index -1), the first below index 0. The weight is taken against those indices.
-    prev = np.floor(virt)
-    nxt = prev + 1.0
-    above = virt >= count - 1
-    below = virt < 0
-    prev = np.where(above, -1.0, np.where(below, 0.0, prev))
-    nxt = np.where(above, -1.0, np.where(below, 0.0, nxt))
-    gamma = virt - prev
-    last = np.maximum(count - 1, 0)
-    prev_i = np.where(prev < 0, last, prev).astype(np.intp)
-    next_i = np.where(nxt < 0, last, nxt).astype(np.intp)
+    prev_i, next_i, gamma = _linear_neighbours(virt, count - 1)
     cols = np.arange(a.shape[1])
     lo, hi = s[prev_i, cols], s[next_i, cols]
     # NumPy's _lerp with a Python-float weight: both products in the input's dtype.
@@ -207,15 +217,7 @@ def percentiles_float64(values: np.ndarray, q: np.ndarray) -> np.ndarray:
     # NumPy's method "linear": index (n - 1) q, neighbours floor and floor + 1 (the last value
     # from the top index on), weight against them, interpolation in float64.
     virt = (n - 1) * qf
-    prev = np.floor(virt)
-    nxt = prev + 1.0
-    above = virt >= n - 1
-    below = virt < 0
-    prev = np.where(above, -1.0, np.where(below, 0.0, prev))
-    nxt = np.where(above, -1.0, np.where(below, 0.0, nxt))
-    gamma = virt - prev
-    ip = np.where(prev < 0, n - 1, prev).astype(np.intp)
-    inx = np.where(nxt < 0, n - 1, nxt).astype(np.intp)
+    ip, inx, gamma = _linear_neighbours(virt, n - 1)
     uniq, inv = np.unique(np.concatenate([ip, inx]), return_inverse=True)
     stats = order_statistics(v, uniq).astype(np.float64)[inv]
     a, b = stats[: ip.size], stats[ip.size :]
