@@ -163,7 +163,8 @@ def run_demo(
     )
 
 
-# The value per measure the table shows, first one present; the JSON has all of them.
+# The value per measure the table shows while every letter passes, first one present; a warn or
+# fail shows the value that decided it instead. The JSON has all of them.
 HEADLINE: dict[str, tuple[str, ...]] = {
     "signal": ("peak_snr_db",),
     "sharpness": ("ilm_edge_width_um",),
@@ -195,7 +196,15 @@ def format_table(report: DemoReport) -> str:
                 continue
             verdicts = [short.get(v["verdict"], v["verdict"]) for v in r["verdicts"]]
             worst = next((w for w in ("FAIL", "warn", "ok") if w in verdicts), "n/a")
-            value = _headline(m, r["values"])
+            deciding = next(
+                (
+                    v.get("graded_by")
+                    for v in r["verdicts"]
+                    if short.get(v["verdict"]) == worst and worst in ("FAIL", "warn")
+                ),
+                None,
+            )
+            value = _headline(m, r["values"], deciding)
             row.append(f"{value} {worst}")
         rows.append(row)
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
@@ -204,8 +213,10 @@ def format_table(report: DemoReport) -> str:
     return "\n".join(lines)
 
 
-def _headline(measure: str, values: dict[str, Any]) -> str:
-    key = next((k for k in HEADLINE.get(measure, ()) if k in values), None)
+def _headline(measure: str, values: dict[str, Any], deciding: str | None = None) -> str:
+    """`key=value` for the table: the deciding value of a warn or fail, else the headline one."""
+    keys = ((deciding,) if deciding else ()) + HEADLINE.get(measure, ())
+    key = next((k for k in keys if k in values), None)
     if key is None:
         return "-"
     v = values[key]
