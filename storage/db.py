@@ -239,6 +239,37 @@ class Database:
             raise
         self._run("COMMIT", None)
 
+    def query_locked(self, name: str, sql: str, params: Params = None) -> list[Row]:
+        """Run the statement ``sql`` holding the lock ``name`` (see :meth:`lock`); return its rows.
+
+        PostgreSQL: the advisory lock and the statement travel in one simple-query message,
+        so the pair costs one round trip, and the server runs them as one implicit
+        transaction (or inside the caller's): the lock is held until the statement's writes
+        commit (postgresql.org/docs/15/protocol-flow.html, "Multiple Statements in a Simple
+        Query"). Being a statement of its own, the lock is granted before the statement takes
+        its snapshot, so under READ COMMITTED the statement sees everything the previous
+        holder committed (docs/15/transaction-iso.html#XACT-READ-COMMITTED); taken inside the
+        statement itself, it would come after the snapshot. Parameters are bound client-side
+        (psycopg's ClientCursor quotes them), as a simple query carries no parameters.
+        SQLite: a ``BEGIN IMMEDIATE`` transaction around the statement.
+        """
+        if self.dialect == "sqlite":
+            with self.transaction():
+                return self.query(sql, params)
+        from psycopg import ClientCursor
+
+        text = f"SELECT pg_advisory_xact_lock({_lock_key(name)}); {self._sql(sql)}"
+        with self._lock:
+            try:
+                with ClientCursor(self._conn) as cur:
+                    cur.execute(text, dict(params or {}))
+                    cur.nextset()
+                    return [dict(r) for r in cur.fetchall()]
+            except Exception as exc:
+                if type(exc).__module__.startswith("psycopg"):
+                    raise DatabaseError(self.url, f"{exc} in: {sql.strip()[:200]}") from exc
+                raise
+
     def lock(self, name: str) -> None:
         """Serialise on ``name`` until the current transaction ends.
 
@@ -248,7 +279,7 @@ class Database:
         if not self._in_tx:
             raise DatabaseError(self.url, f"lock({name!r}) outside a transaction")
         if self.dialect == "postgres":
-            self._run("SELECT pg_advisory_xact_lock(:k)", {"k": zlib.crc32(name.encode())})
+            self._run("SELECT pg_advisory_xact_lock(:k)", {"k": _lock_key(name)})
 
     def for_update(self, *, skip_locked: bool = False) -> str:
         """The row-locking suffix for a SELECT in this dialect (empty for SQLite)."""
@@ -285,6 +316,11 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _lock_key(name: str) -> int:
+    """The advisory lock key of a lock name."""
+    return zlib.crc32(name.encode())
 
 
 def connect(url: str, *, migrate: bool = True) -> Database:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -162,25 +161,48 @@ def _in(prefix: str, values: Sequence[str]) -> tuple[str, dict[str, str]]:
 
 
 def claim_sql(kinds_clause: str, dialect: str) -> str:
-    """The claim's SELECT: the runnable jobs of ``kinds_clause`` (``IN (...)``) in claim order.
+    """The claim, one statement: lease the first runnable jobs of ``kinds_clause``
+    (``IN (...)``) in claim order, at most ``:most`` and no more than ``:cap`` minus the jobs
+    of those kinds already leased, and return them (in no particular order).
 
+    Runnable: queued, past ``not_before`` (``:now``), and every product it needs exists.
     The claim-order index (``jobs_queued_order``, migration 022) holds the queued jobs in
-    exactly this order, so the first ``:free`` runnable ones are read from its head without a
-    sort. ``kind || ''`` keeps PostgreSQL's planner off the (state, kind) index, which would
-    make it sort the whole queue. SQLite's planner has no statistics unless someone runs
-    ANALYZE, and without them it takes that index and sorts (``USE TEMP B-TREE FOR ORDER BY``,
-    30 ms a claim at 50k queued): ``INDEXED BY`` names the index, and makes the statement fail
-    loudly rather than scan should the index ever be missing (sqlite.org/lang_indexedby.html).
+    exactly this order, so they are read from its head without a sort. ``kind || ''`` keeps
+    PostgreSQL's planner off the (state, kind) index, which would make it sort the whole queue.
+    SQLite's planner has no statistics unless someone runs ANALYZE, and without them it takes
+    that index and sorts (``USE TEMP B-TREE FOR ORDER BY``, 30 ms a claim at 50k queued):
+    ``INDEXED BY`` names the index, and makes the statement fail loudly rather than scan
+    should the index ever be missing (sqlite.org/lang_indexedby.html).
+
+    The inner ``LIMIT :most`` is a constant, so the planner plans for a few rows from the
+    index head; the cap's room (``:cap`` minus the leased count) is applied outside it, and
+    PostgreSQL's LockRows locks a row only when the outer LIMIT pulls it. A row another
+    claimer holds is skipped (``FOR UPDATE SKIP LOCKED``); the UPDATE finds the chosen rows
+    by primary key: ``= ANY(ARRAY(...))`` evaluates the subselect once, where ``IN`` could be
+    planned as a join over the whole table. The caller must hold the claim lock, taken before
+    this statement's snapshot (see :meth:`Database.query_locked`), or two claimers could both
+    count the same free slots. A lease token is 32 random hex digits, drawn per row.
     """
-    indexed = " INDEXED BY jobs_queued_order" if dialect == "sqlite" else ""
-    return (
-        f"SELECT * FROM jobs j{indexed} WHERE j.state = 'queued' AND j.not_before <= :now"
+    busy = f"SELECT COUNT(*) FROM jobs WHERE state = 'leased' AND kind IN {kinds_clause}"
+    if dialect == "sqlite":
+        token, room = "lower(hex(randomblob(16)))", f"MAX(0, :cap - ({busy}))"
+        indexed, lock, keys = " INDEXED BY jobs_queued_order", "", "IN ({})"
+    else:
+        token, room = "replace(gen_random_uuid()::text, '-', '')", f"GREATEST(0, :cap - ({busy}))"
+        indexed, lock, keys = "", " FOR UPDATE SKIP LOCKED", "= ANY(ARRAY({}))"
+    chosen = (
+        f"SELECT j.job_key FROM jobs j{indexed} WHERE j.state = 'queued' AND j.not_before <= :now"
         f" AND j.kind || '' IN {kinds_clause}"
         " AND NOT EXISTS (SELECT 1 FROM job_needs n WHERE n.job_key = j.job_key"
         "   AND NOT EXISTS (SELECT 1 FROM derived d"
         "     WHERE d.name = n.product AND d.scan_hash = j.scan_hash))"
-        " ORDER BY j.claim_rank, j.enqueued_at, j.job_key"
-        " LIMIT :free"
+        f" ORDER BY j.claim_rank, j.enqueued_at, j.job_key LIMIT :most{lock}"
+    )
+    return (
+        f"UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = {token},"
+        " leased_at = :now, lease_expires = :exp, activation_id = NULL, updated_at = :now"
+        " WHERE job_key " + keys.format(f"SELECT q.job_key FROM ({chosen}) q LIMIT {room}")
+        + " RETURNING *"
     )
 
 
@@ -465,45 +487,22 @@ class Ledger:
         """
         if cap < 0:
             raise ValueError(f"cap must be >= 0, got {cap}")
-        kinds = [JobKind(k) for k in kinds]
-        lease_s = lease_s if lease_s is not None else self.policy.lease_s
-        clause, kparams = _in("kind", [k.value for k in kinds])
-        claims: list[Claim] = []
-        with self.db.transaction():
-            self.db.lock("qmroct.ledger.claim")
-            now = self.clock()
-            busy = self.db.query_one(
-                f"SELECT COUNT(*) AS n FROM jobs WHERE state = 'leased' AND kind IN {clause}",
-                kparams,
-            )
-            free = cap - int(busy["n"] if busy else 0)
-            if limit is not None:
-                free = min(free, limit)
-            if free <= 0:
-                return []
-            rows = self.db.query(
-                claim_sql(clause, self.db.dialect) + self.db.for_update(skip_locked=True),
-                {**kparams, "now": now, "free": free},
-            )
-            expires = now + lease_s
-            for row in rows:
-                token = uuid.uuid4().hex
-                self.db.execute(
-                    "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = :t,"
-                    " leased_at = :now, lease_expires = :exp, activation_id = NULL,"
-                    " updated_at = :now WHERE job_key = :k",
-                    {"t": token, "now": now, "exp": expires, "k": row["job_key"]},
-                )
-                row.update(
-                    state="leased",
-                    leased_at=now,
-                    attempts=row["attempts"] + 1,
-                    lease_token=token,
-                    lease_expires=expires,
-                    activation_id=None,
-                )
-                claims.append(Claim(job=_job(row), lease_token=token, lease_expires=expires))
-        return claims
+        most = cap if limit is None else min(cap, limit)
+        if most <= 0:
+            return []
+        clause, kparams = _in("kind", [JobKind(k).value for k in kinds])
+        now = self.clock()
+        expires = now + (lease_s if lease_s is not None else self.policy.lease_s)
+        rows = self.db.query_locked(
+            "qmroct.ledger.claim",
+            claim_sql(clause, self.db.dialect),
+            {**kparams, "now": now, "exp": expires, "cap": cap, "most": most},
+        )
+        rows.sort(key=lambda r: (r["claim_rank"], r["enqueued_at"], r["job_key"]))
+        return [
+            Claim(job=_job(r), lease_token=r["lease_token"], lease_expires=r["lease_expires"])
+            for r in rows
+        ]
 
     def _leased(self, key: str, token: str) -> Row:
         """The job row, locked, if ``token`` is its current lease; else StaleLease."""
