@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from qmroct.measures.base import get_measure
 from qmroct.measures.context import ScanContext
+from qmroct.metrics.centration import _opened_component
 from qmroct.metrics.disc import (
     ascan_fundus_xy,
     disc_from_device,
@@ -19,6 +20,7 @@ from qmroct.metrics.plausibility import gap_fraction, order_violation_fraction
 from qmroct.oct.phantom import make_phantom
 from qmroct.oct.readers import read_scan
 from qmroct.results import Verdict
+from scipy import ndimage
 
 
 def test_runs_at_least_keeps_long_runs_only():
@@ -229,3 +231,25 @@ def test_real_myopic_ring_takes_the_dark_disc_not_the_atrophy(samples_dir):
     assert out.values["atrophy_passed_over"] >= 1
     assert out.verdicts[0].verdict is Verdict.PASS
     assert disc_region(scan).fraction == 0.0
+
+
+def test_opened_component_equals_opening_the_whole_image():
+    """The disc search opens only the candidate's own component; that must be exactly the
+    component of the whole opened image (or of the raw mask when opening removed it)."""
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        shape = (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
+        smooth = ndimage.gaussian_filter(rng.normal(size=shape), float(rng.uniform(1, 4)))
+        raw = smooth > np.quantile(smooth, rng.uniform(0.3, 0.8))
+        rs = int(rng.integers(1, 5))
+        sy, sx = np.mgrid[-rs : rs + 1, -rs : rs + 1]
+        se = sx**2 + sy**2 <= rs**2
+        for y0, x0 in rng.integers(0, min(shape), (6, 2)):
+            want = np.zeros(shape, dtype=bool)
+            for blob in (ndimage.binary_opening(raw, structure=se), raw):
+                lab, _ = ndimage.label(blob)
+                if lab[y0, x0]:
+                    want = lab == lab[y0, x0]
+                    break
+            got = _opened_component(raw, int(y0), int(x0), se)
+            assert np.array_equal(got, want), (trial, y0, x0)

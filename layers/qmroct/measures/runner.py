@@ -40,8 +40,10 @@ def run_suite(
     only: list[str] | None = None,
     params: dict[str, dict] | None = None,
     segmentation: Segmentation | None = None,
+    png: bool = True,
 ) -> SuiteRun:
-    """Segment once (unless given), then compute each measure; CPU seconds per measure."""
+    """Segment once (unless given), then compute each measure; CPU seconds per measure.
+    ``png=False`` leaves each picture as pixels (``picture_rgb``) without encoding it."""
     t0 = time.process_time()
     ctx = ScanContext.build(scan, {"segmentation": segmentation} if segmentation else None)
     cpu = {"context": time.process_time() - t0}
@@ -49,6 +51,6 @@ def run_suite(
     for name in measure_names(only):
         m = get_measure(name)
         t = time.process_time()
-        outputs.append(m.compute(scan, m.parse_params((params or {}).get(name)), {"context": ctx}))
+        outputs.append(m.compute(scan, m.parse_params((params or {}).get(name)), {"context": ctx, "png": png}))
         cpu[name] = time.process_time() - t
     return SuiteRun(ctx, outputs, oscar_ib_summary(outputs), cpu)

@@ -134,6 +134,34 @@ def _block_mean(img: np.ndarray, f: int) -> np.ndarray:
     return img[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
 
 
+def _opened_component(raw: np.ndarray, y0: int, x0: int, se: np.ndarray) -> np.ndarray:
+    """The connected region of ``raw`` opened with ``se`` that holds ``(y0, x0)``, else that of
+    ``raw`` itself, else nothing (a full-size bool mask).
+
+    The same as opening the whole image and labelling it, at the cost of the component's
+    bounding box only: opening never joins or leaves a 4-connected component of ``raw`` (a
+    pixel survives erosion only if the connected ``se`` around it lies in one component, and
+    the dilation of what survives stays inside that component), so ``(y0, x0)``'s opened blob
+    is the opened blob of its own component, which the box holds with a margin.
+    """
+    region = np.zeros(raw.shape, dtype=bool)
+    lab, _ = ndimage.label(raw)
+    if not lab[y0, x0]:
+        return region
+    own = lab == lab[y0, x0]
+    ys, xs = np.nonzero(own)
+    m = max(se.shape) + 1
+    y1, y2 = max(0, int(ys.min()) - m), min(raw.shape[0], int(ys.max()) + m + 1)
+    x1, x2 = max(0, int(xs.min()) - m), min(raw.shape[1], int(xs.max()) + m + 1)
+    opened = ndimage.binary_opening(own[y1:y2, x1:x2], structure=se)
+    ol, _ = ndimage.label(opened)
+    if ol[y0 - y1, x0 - x1]:
+        region[y1:y2, x1:x2] = ol == ol[y0 - y1, x0 - x1]
+    else:
+        region = own
+    return region
+
+
 def disc_candidates(
     fundus: np.ndarray,
     *,
@@ -208,12 +236,7 @@ def disc_candidates(
             # are dark too, and would otherwise join its blob and scatter its shape. A blob
             # thinner than that (a narrow crescent) is kept as it is.
             raw = (sign * (sm - surround)) > peak / 2.0
-            region = np.zeros_like(inner)
-            for blob in (ndimage.binary_opening(raw, structure=se), raw):
-                lab, _ = ndimage.label(blob)
-                if lab[y0, x0]:
-                    region = lab == lab[y0, x0]
-                    break
+            region = _opened_component(raw, int(y0), int(x0), se)
             if region.sum() < 3:
                 region = (xx - x0) ** 2 + (yy - y0) ** 2 <= (d / 2.0) ** 2
             ys, xs = np.nonzero(region)
