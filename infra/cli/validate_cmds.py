@@ -22,6 +22,43 @@ def default_samples() -> Path | None:
     return None
 
 
+AUC_CI_METHOD = (
+    "Clopper-Pearson on min(n_clean, n_defect) trials (Birnbaum-Klose variance bound; "
+    "distribution-free, informative at AUC 1); auc_ci95_bootstrap: stratified percentile "
+    "bootstrap"
+)
+
+
+class Progress:
+    """``progress(done, total)`` for long runs: a bar redrawn in place on a terminal, plain
+    lines (every 2% and at the end) when stderr goes to a log or a pipe."""
+
+    def __init__(self, what: str, t0: float, stream=None) -> None:
+        import sys
+
+        self.what, self.t0 = what, t0
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        spent = time.time() - self.t0
+        eta = spent / done * (total - done) if done else 0.0
+        tail = f"{done}/{total} {spent / 60:.1f} min, about {eta / 60:.1f} min left"
+        if self.tty:
+            width = 30
+            bar = "#" * (width * done // max(total, 1))
+            end = "\n" if done == total else ""
+            self.stream.write(f"\r{self.what} [{bar:<{width}}] {tail}\033[K{end}")
+            self.stream.flush()
+            return
+        step = max(1, total // 50)
+        if done == total or done // step != self.last:
+            self.last = done // step
+            self.stream.write(f"{self.what} {tail}\n")
+            self.stream.flush()
+
+
 def _validate(
     as_json: bool,
     quick: bool,
@@ -29,22 +66,29 @@ def _validate(
     seeds: int | None,
     phantoms: bool,
     fail_only: bool = False,
+    workers: int | None = None,
 ) -> None:
     from qmroct.measures.real_samples import check_samples
-    from qmroct.measures.validation import retest, sweep
+    from qmroct.measures.validation import validate_phantoms
 
     t0 = time.time()
-
-    def progress(done: int, total: int) -> None:
-        if done == total or done % 25 == 0:
-            click.echo(f"phantoms {done}/{total} ({time.time() - t0:.0f} s)", err=True)
-
+    progress = Progress("phantoms", t0)
     n_seeds = seeds or (6 if quick else 16)
     # --fail-only: clean eyes and each defect at its fail severity, no cross-talk: the AUCs in
     # a quarter of the time (no response curve beyond those two points).
     kw = {"severities": (0.0,), "cross_talk": False} if fail_only else {}
-    result = sweep(quick=quick, seeds=seeds, progress=progress, **kw) if phantoms else {}
-    repeats = retest(eyes=2 if quick else 6) if phantoms else {}
+    result, repeats = (
+        validate_phantoms(
+            quick=quick,
+            seeds=seeds,
+            retest_eyes=2 if quick else 6,
+            workers=workers,
+            progress=progress,
+            **kw,
+        )
+        if phantoms
+        else ({}, {})
+    )
     root = samples or default_samples()
     real = None
     if root:
@@ -61,6 +105,7 @@ def _validate(
                 )
         doc = {
             "phantom_seeds": n_seeds if phantoms else 0,
+            "auc_ci95_method": AUC_CI_METHOD,
             "sweep": (
                 ("quick" if quick else "fail-only" if fail_only else "full")
                 if phantoms
@@ -89,27 +134,33 @@ def _print_sweep(result: dict, repeats: dict, kind: str, n_seeds: int) -> None:
     click.echo(
         f"phantom sweep ({kind}, {n_seeds} eyes per severity); every "
         "seed a different healthy eye; AUC of clean against the severity a grader fails, 95% "
-        "bootstrap interval"
+        f"interval: {AUC_CI_METHOD}"
     )
-    click.echo(f"{'measure':16} {'AUC':>6} {'95% CI':>13} {'fail sev':>8} {'monotonic':>9}")
+    click.echo(
+        f"{'measure':16} {'AUC':>6} {'95% CI':>13} {'bootstrap':>13} {'fail sev':>8} "
+        f"{'monotonic':>9}"
+    )
     for name, mv in result.items():
         if mv.auc is None:
             click.echo(f"{name:16} {'n/a':>6}  {mv.note}")
             continue
         lo, hi = mv.auc_ci95 or (float("nan"), float("nan"))
+        b_lo, b_hi = mv.auc_ci95_bootstrap or (float("nan"), float("nan"))
         click.echo(
-            f"{name:16} {mv.auc:6.3f} [{lo:.2f}, {hi:.2f}] {mv.fail_severity:8g} "
-            f"{str(mv.monotonic):>9}"
+            f"{name:16} {mv.auc:6.3f} [{lo:.2f}, {hi:.2f}] [{b_lo:.2f}, {b_hi:.2f}] "
+            f"{mv.fail_severity:8g} {str(mv.monotonic):>9}"
         )
         for p in mv.probes:
             curve = " ".join(
                 f"{s:g}:{v:.3g}" for s, v in zip(p["severities"], p["response"], strict=True)
             )
             a_lo, a_hi = p["auc_ci95"]
+            b_lo, b_hi = p["auc_ci95_bootstrap"]
             click.echo(
                 f"    {p['defect']:15} {p['value']} ({p['direction']}): {curve}\n"
                 f"    {'':15} fail at {p['fail_severity']:g}: AUC {p['auc']:.3f} "
-                f"[{a_lo:.2f}, {a_hi:.2f}], n {p['n_clean']}+{p['n_defect']}; "
+                f"[{a_lo:.3f}, {a_hi:.3f}] (bootstrap [{b_lo:.2f}, {b_hi:.2f}]), "
+                f"n {p['n_clean']}+{p['n_defect']}; "
                 f"{GRADER_SEVERITY[p['defect']].why}"
             )
     click.echo("\ncross-talk: fraction flagged (warn/fail) at each defect's fail severity")
@@ -205,6 +256,12 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
     )
     @click.option("--seeds", type=int, help="phantom eyes per severity (default 6 quick, 16 full)")
     @click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        help="processes grading phantoms (default: one per core; 1 with --quick); any number "
+        "gives the same result",
+    )
+    @click.option(
         "--samples",
         type=click.Path(file_okay=False, path_type=Path),
         help="real OCT samples folder (default: $QMROCT_SAMPLES or ../shared/data/oct-samples)",
@@ -225,6 +282,7 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
         seeds: int | None,
         real_only: bool,
         fail_only: bool,
+        workers: int | None,
     ) -> None:
         """Validate the measures.
 
@@ -233,6 +291,16 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
         Real samples: every real acquisition graded, with the value that graded each letter;
         repeat pairs found by what the files say and their test-retest (every graded value
         under 10%); the value that grades S against the device's quality; leave-one-out.
-        Progress goes to stderr; the full sweep takes tens of minutes on two cores.
+        Progress goes to stderr (a bar on a terminal, lines in a log). Phantoms are graded
+        by one process per core; the full sweep (about 1,200 phantoms) takes tens of minutes
+        on two cores.
         """
-        _validate(as_json, quick, samples, seeds, phantoms=not real_only, fail_only=fail_only)
+        _validate(
+            as_json,
+            quick,
+            samples,
+            seeds,
+            phantoms=not real_only,
+            fail_only=fail_only,
+            workers=workers,
+        )

@@ -224,7 +224,12 @@ class MeasureValidation(BaseModel):
         None, description="lowest AUC of its probes, clean against the fail severity"
     )
     auc_ci95: tuple[float, float] | None = Field(
-        None, description="95% bootstrap interval of that AUC"
+        None,
+        description="95% distribution-free interval of that AUC (auc_ci_exact; informative at "
+        "perfect separation)",
+    )
+    auc_ci95_bootstrap: tuple[float, float] | None = Field(
+        None, description="95% stratified bootstrap interval of that AUC (collapses at 1)"
     )
     fail_severity: float | None = Field(None, description="severity of that probe's AUC")
     monotonic: bool | None = None
@@ -276,42 +281,59 @@ def _flagged(out: MeasureOutput) -> bool:
     return any(v.verdict in (Verdict.WARN, Verdict.FAIL) for v in out.verdicts)
 
 
-def _run(job: tuple[str, tuple[tuple[str, float], ...], int, tuple[str, ...] | None]):
-    pattern, defects, seed, only = job
-    scan, _, _ = make_phantom(pattern, defects=dict(defects) or None, seed=seed)
-    run = run_suite(scan, only=list(only) if only else None, segmentation=segment(scan))
+#: One phantom to grade: pattern, ((defect, severity),), seed, measures (None: all), repeat.
+Job = tuple[str, tuple[tuple[str, float], ...], int, "tuple[str, ...] | None", int]
+
+
+def _run(job: Job) -> dict[str, MeasureOutput]:
+    pattern, defects, seed, only, repeat = job
+    scan, _, _ = make_phantom(pattern, defects=dict(defects) or None, seed=seed, repeat=repeat)
+    run = run_suite(scan, only=list(only) if only else None, segmentation=segment(scan), png=False)
     for o in run.outputs:
-        o.picture_png = None  # pictures are not compared; do not ship them between processes
+        # Pictures are not compared; do not ship their pixels between processes.
+        o.picture_png = o.picture_rgb = None
     return {o.measure: o for o in run.outputs}
 
 
+def default_workers(quick: bool = False) -> int:
+    """One process per core for a full sweep; in process for --quick (tests run it, and a
+    pool's start-up is not worth it for a hundred phantoms)."""
+    import os
+
+    return 1 if quick else max(1, os.cpu_count() or 1)
+
+
 def _run_all(
-    jobs: list, workers: int, progress: Callable[[int, int], None] | None = None
+    jobs: list[Job], workers: int, progress: Callable[[int, int], None] | None = None
 ) -> list[dict[str, MeasureOutput]]:
-    out: list[dict[str, MeasureOutput]] = []
-    if workers <= 1:
-        for j in jobs:
-            out.append(_run(j))
+    """Grade every job, in order of ``jobs`` whatever order they finish in. Each phantom is
+    made and graded from its job alone, so a pool gives the same outputs as one process."""
+    out: list[dict[str, MeasureOutput] | None] = [None] * len(jobs)
+    if workers <= 1 or len(jobs) <= 1:
+        for i, j in enumerate(jobs):
+            out[i] = _run(j)
             if progress:
-                progress(len(out), len(jobs))
-        return out
+                progress(i + 1, len(jobs))
+        return out  # type: ignore[return-value]
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
-        for r in pool.map(_run, jobs, chunksize=2):
-            out.append(r)
+        futures = {pool.submit(_run, j): i for i, j in enumerate(jobs)}
+        for done, f in enumerate(as_completed(futures), 1):
+            out[futures[f]] = f.result()
             if progress:
-                progress(len(out), len(jobs))
-    return out
+                progress(done, len(jobs))
+    return out  # type: ignore[return-value]
 
 
 def auc_ci(
     clean: Iterable[float], defect: Iterable[float], *, n_boot: int = BOOTSTRAP, seed: int = 0
 ) -> tuple[float, float]:
     """95% percentile interval of the AUC by stratified bootstrap (clean and defect phantoms
-    resampled separately, as they were drawn separately). With perfect separation in a small
-    sample the interval collapses to 1: read it with the sample sizes next to it."""
+    resampled separately, as they were drawn separately). With perfect separation every
+    resample separates too, so the interval collapses to [1, 1]: it then says only that no
+    resample overlapped (:func:`auc_ci_exact` does not collapse)."""
     c = np.asarray([v for v in clean if np.isfinite(v)], float)
     d = np.asarray([v for v in defect if np.isfinite(v)], float)
     if c.size == 0 or d.size == 0:
@@ -327,24 +349,57 @@ def auc_ci(
     return float(lo), float(hi)
 
 
-def sweep(
-    *,
-    quick: bool = False,
-    seeds: int | None = None,
-    severities: tuple[float, ...] | None = None,
-    cross_talk: bool = True,
-    measures: list[str] | None = None,
-    workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, MeasureValidation]:
-    """Run the phantom sweep; return one :class:`MeasureValidation` per measure.
+def auc_ci_exact(a: float, n_clean: int, n_defect: int, level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval of the AUC ``a`` of ``n_clean`` against ``n_defect``
+    phantoms that stays informative at perfect separation: the Clopper-Pearson interval of a
+    proportion ``a`` on ``N = min(n_clean, n_defect)`` trials.
 
-    Each probe sweeps its own severities (:func:`probe_severities`), or ``severities`` when
-    given, always with the defect's fail severity; cross-talk is taken at each other defect's
-    fail severity. ``progress(done, total)`` is called as phantoms finish.
+    Why N trials: Birnbaum and Klose (Ann. Math. Statist. 28, 1957) bound the variance of the
+    Mann-Whitney estimate of P(defect ranks worse) by ``A (1 - A) / min(m, n)`` over all
+    continuous distributions, the variance of a proportion on ``min(m, n)`` trials (see also
+    Bamber, J. Math. Psychol. 12, 1975, on the AUC as that statistic). The ``m x n`` pairs are
+    not independent trials (every clean eye sits in ``n`` of them), so a Clopper-Pearson bound
+    on ``m n`` pairs would be far too narrow. At ``a = 1`` the lower end is
+    ``(alpha / 2) ** (1 / N)``, and that is attained: if a fraction ``1 - A`` of defect eyes
+    ranked below every clean eye and the rest above, the AUC would be ``A`` and ``N`` defect
+    eyes would all rank above with probability ``A ** N``. DeLong's (Biometrics 1988) and
+    Hanley and McNeil's (Radiology 1982) standard errors are both 0 at perfect separation, so
+    their intervals collapse as the bootstrap does. The interval is conservative elsewhere
+    (the variance bound is the largest possible); read the bootstrap next to it.
     """
-    import os
+    from scipy.stats import beta
 
+    n = min(int(n_clean), int(n_defect))
+    if n <= 0 or not np.isfinite(a):
+        return float("nan"), float("nan")
+    alpha = 1.0 - level
+    x = float(a) * n  # successes; not always whole with ties or unequal sizes
+    lo = 0.0 if x <= 0 else float(beta.ppf(alpha / 2, x, n - x + 1))
+    hi = 1.0 if x >= n else float(beta.ppf(1 - alpha / 2, x + 1, n - x))
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class _SweepPlan:
+    """The phantoms of a sweep: per key (pattern, defect, severity; defect "" for clean) the
+    jobs of its seeds, in order."""
+
+    keys: list[tuple[str, str, float]]
+    jobs: list[Job]
+    n_seeds: int
+    names: list[str]
+    probes: list[Probe]
+    severities: dict[str, tuple[float, ...]]
+    cross_talk: bool
+
+
+def _plan_sweep(
+    quick: bool,
+    seeds: int | None,
+    severities: tuple[float, ...] | None,
+    cross_talk: bool,
+    measures: list[str] | None,
+) -> _SweepPlan:
     n_seeds = seeds or (6 if quick else 16)
     probes = [p for p in PROBES if not measures or p.measure in measures]
     names = sorted({p.measure for p in probes} | set(measures or ()))
@@ -366,19 +421,29 @@ def sweep(
     for d in defects:
         for s_ in sevs(d)[1:] if d in own_defects else (GRADER_SEVERITY[d].fail,):
             keys.append((pattern_of.get(d, "volume"), d, s_))
-    jobs = [
-        (pat, ((d, s_),) if d else (), seed, only) for pat, d, s_ in keys for seed in range(n_seeds)
+    jobs: list[Job] = [
+        (pat, ((d, s_),) if d else (), seed, only, 0)
+        for pat, d, s_ in keys
+        for seed in range(n_seeds)
     ]
-    outs = _run_all(jobs, workers or min(os.cpu_count() or 1, 4), progress)
-    grouped = {key: outs[i * n_seeds : (i + 1) * n_seeds] for i, key in enumerate(keys)}
-    clean = {pat: grouped[(pat, "", 0.0)] for pat in patterns}
-    runs = {(d, s_): grouped[(pat, d, s_)] for pat, d, s_ in keys if d}
+    return _SweepPlan(
+        keys, jobs, n_seeds, names, probes, {d: sevs(d) for d in own_defects}, cross_talk
+    )
+
+
+def _summarise_sweep(
+    plan: _SweepPlan, outs: list[dict[str, MeasureOutput]]
+) -> dict[str, MeasureValidation]:
+    n_seeds, probes, cross_talk = plan.n_seeds, plan.probes, plan.cross_talk
+    grouped = {key: outs[i * n_seeds : (i + 1) * n_seeds] for i, key in enumerate(plan.keys)}
+    clean = {pat: grouped[(pat, d, s_)] for pat, d, s_ in plan.keys if not d}
+    runs = {(d, s_): grouped[(pat, d, s_)] for pat, d, s_ in plan.keys if d}
     result: dict[str, MeasureValidation] = {}
-    for name in names:
+    for name in plan.names:
         mv = MeasureValidation(measure=name)
-        aucs, monos, lows = [], [], []
+        aucs, monos = [], []
         for p in (p for p in probes if p.measure == name):
-            sev = sevs(p.defect)
+            sev = plan.severities[p.defect]
             fail = GRADER_SEVERITY[p.defect].fail
             base = [_score(r[name], p) for r in clean[p.pattern]]
             curve, spread = [float(np.nanmedian(base))], [_mad(base)]
@@ -388,10 +453,9 @@ def sweep(
                 spread.append(_mad(vals))
             at_fail = [_score(r[name], p) for r in runs[(p.defect, fail)]]
             a = auc(base, at_fail)
-            lo, hi = auc_ci(base, at_fail)
+            n_c, n_d = int(np.isfinite(base).sum()), int(np.isfinite(at_fail).sum())
             mono = is_monotonic(curve, spread)
             aucs.append(a)
-            lows.append(lo)
             monos.append(mono)
             mv.probes.append(
                 {
@@ -404,16 +468,18 @@ def sweep(
                     "fail_severity_why": GRADER_SEVERITY[p.defect].why,
                     "notice_severity": GRADER_SEVERITY[p.defect].notice,
                     "auc": a,
-                    "auc_ci95": [lo, hi],
-                    "n_clean": int(np.isfinite(base).sum()),
-                    "n_defect": int(np.isfinite(at_fail).sum()),
+                    "auc_ci95": list(auc_ci_exact(a, n_c, n_d)),
+                    "auc_ci95_bootstrap": list(auc_ci(base, at_fail)),
+                    "n_clean": n_c,
+                    "n_defect": n_d,
                     "monotonic": mono,
                 }
             )
         if aucs:
             k = int(np.nanargmin(aucs))
             mv.auc = float(aucs[k])
-            mv.auc_ci95 = (lows[k], mv.probes[k]["auc_ci95"][1])
+            mv.auc_ci95 = tuple(mv.probes[k]["auc_ci95"])  # type: ignore[assignment]
+            mv.auc_ci95_bootstrap = tuple(mv.probes[k]["auc_ci95_bootstrap"])  # type: ignore[assignment]
             mv.fail_severity = mv.probes[k]["fail_severity"]
             mv.monotonic = all(monos)
         else:
@@ -438,6 +504,36 @@ def sweep(
     return result
 
 
+def sweep(
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    severities: tuple[float, ...] | None = None,
+    cross_talk: bool = True,
+    measures: list[str] | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, MeasureValidation]:
+    """Run the phantom sweep; return one :class:`MeasureValidation` per measure.
+
+    Each probe sweeps its own severities (:func:`probe_severities`), or ``severities`` when
+    given, always with the defect's fail severity; cross-talk is taken at each other defect's
+    fail severity. ``progress(done, total)`` is called as phantoms finish. ``workers``
+    processes (default :func:`default_workers`) give the same result as one.
+    """
+    result, _ = validate_phantoms(
+        quick=quick,
+        seeds=seeds,
+        severities=severities,
+        cross_talk=cross_talk,
+        measures=measures,
+        retest_eyes=0,
+        workers=workers,
+        progress=progress,
+    )
+    return result
+
+
 class RetestRow(BaseModel):
     letter: str
     graded_by: str
@@ -454,22 +550,28 @@ def relative_difference(a: float, b: float, warn: float | None = None) -> float:
     return 0.0 if scale == 0 else abs(a - b) / scale
 
 
-def retest(
-    *, patterns: tuple[str, ...] = ("volume", "ring", "line"), eyes: int = 4
+RETEST_PATTERNS = ("volume", "ring", "line")
+
+
+def _retest_jobs(patterns: tuple[str, ...], eyes: int) -> list[Job]:
+    """Per pattern and eye, the scan and its repeat (repeat 0 is the eye's clean phantom, the
+    same job as the sweep's, so a combined run grades it once)."""
+    return [(pat, (), seed, None, r) for pat in patterns for seed in range(eyes) for r in (0, 1)]
+
+
+def _summarise_retest(
+    patterns: tuple[str, ...], eyes: int, outs: list[dict[str, MeasureOutput]]
 ) -> dict[str, list[RetestRow]]:
-    """Repeat scans of the same phantom eyes (same anatomy, new speckle and noise): per pattern
-    and letter, how much each value graded into the letter (its ``gradings``, in either scan)
-    differs between the two scans."""
+    from qmroct.measures.suite import oscar_ib_summary
+
     out: dict[str, list[RetestRow]] = {}
+    it = iter(outs)
     for pattern in patterns:
         diffs: dict[tuple[str, str], list[float]] = {}
-        for seed in range(eyes):
-            runs = []
-            for repeat in (0, 1):
-                scan, _, _ = make_phantom(pattern, seed=seed, repeat=repeat)
-                runs.append(run_suite(scan, segmentation=segment(scan)))
-            for letter, v in runs[0].summary.letters.items():
-                g0, g1 = v.gradings, runs[1].summary.letters[letter].gradings
+        for _ in range(eyes):
+            s0, s1 = (oscar_ib_summary(list(next(it).values())) for _ in (0, 1))
+            for letter, v in s0.letters.items():
+                g0, g1 = v.gradings, s1.letters[letter].gradings
                 for key in dict.fromkeys([*g0, *g1]):
                     a = g0[key].value if key in g0 else None
                     b = g1[key].value if key in g1 else None
@@ -489,3 +591,48 @@ def retest(
             for (letter, by), d in sorted(diffs.items())
         ]
     return out
+
+
+def retest(
+    *,
+    patterns: tuple[str, ...] = RETEST_PATTERNS,
+    eyes: int = 4,
+    workers: int | None = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, list[RetestRow]]:
+    """Repeat scans of the same phantom eyes (same anatomy, new speckle and noise): per pattern
+    and letter, how much each value graded into the letter (its ``gradings``, in either scan)
+    differs between the two scans."""
+    outs = _run_all(_retest_jobs(patterns, eyes), workers or default_workers(), progress)
+    return _summarise_retest(patterns, eyes, outs)
+
+
+def validate_phantoms(
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    severities: tuple[float, ...] | None = None,
+    cross_talk: bool = True,
+    measures: list[str] | None = None,
+    retest_eyes: int = 0,
+    retest_patterns: tuple[str, ...] = RETEST_PATTERNS,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, MeasureValidation], dict[str, list[RetestRow]]]:
+    """The sweep (:func:`sweep`) and the phantom test-retest (:func:`retest`, on
+    ``retest_eyes`` eyes; none when 0) in one run: every distinct phantom is graded once (the
+    retest's first scans are the sweep's clean eyes), over ``workers`` processes."""
+    plan = _plan_sweep(quick, seeds, severities, cross_talk, measures)
+    r_jobs = _retest_jobs(retest_patterns, retest_eyes) if retest_eyes else []
+    wanted = plan.jobs + r_jobs
+    unique = list(dict.fromkeys(wanted))
+    graded = _run_all(unique, default_workers(quick) if workers is None else workers, progress)
+    by_job = dict(zip(unique, graded, strict=True))
+    outs = [by_job[j] for j in wanted]
+    result = _summarise_sweep(plan, outs[: len(plan.jobs)])
+    repeats = (
+        _summarise_retest(retest_patterns, retest_eyes, outs[len(plan.jobs) :])
+        if retest_eyes
+        else {}
+    )
+    return result, repeats
