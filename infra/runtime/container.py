@@ -25,6 +25,7 @@ import os
 import select
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import threading
@@ -179,6 +180,9 @@ class Container:
         argv = [
             sys.executable,
             "-P",
+            # No site: the proxy adds the runtime's site-packages itself, without the editable
+            # install of this source tree (see proxy.py, --site-dir).
+            "-S",
             str(PROXY_SCRIPT),
             "--ready-fd",
             str(ready_fd),
@@ -194,6 +198,8 @@ class Container:
             "--parent-pid",
             str(os.getpid()),
         ]
+        for folder in runtime_site_dirs():
+            argv += ["--site-dir", folder]
         if self.sandbox is None:
             return argv
         needed = [Path(sys.prefix), Path(sys.base_prefix), PROXY_SCRIPT.parent]
@@ -342,6 +348,12 @@ class Container:
             msg = f"{abnormal} (exit status {rc})"
         response = ActivationResponse.error(DEVELOPER_ERROR, msg)
         return Outcome(response=response, ok=False, destroy=True)
+
+
+def runtime_site_dirs() -> list[str]:
+    """The site-packages folders of this interpreter: the libraries the runtime image holds
+    (layers/Dockerfile installs them there), which the proxy puts on the action's path."""
+    return [d for d in site.getsitepackages() if os.path.isdir(d)]
 
 
 def encode_zip(data: bytes) -> str:

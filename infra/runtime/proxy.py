@@ -12,6 +12,14 @@ the action zip is the one the action imports). One process is one warm container
   exception answers 200 ``{"error": str(ex)}`` with the traceback on stderr. After each run the
   sentinel line goes to stdout and stderr, as the ActionLoop proxy writes it.
 
+The interpreter runs without ``site`` (``-S``): ``--site-dir`` names the runtime's
+site-packages, which go on ``sys.path`` with their ``.pth`` files processed as ``site`` does,
+except those of editable installs (``__editable__.*.pth``, setuptools' PEP 660 hooks). A
+development install of qmroct is one of those: its import hook would serve the action any
+``qmroct`` module of this source tree that the action's zip does not ship (a measure would
+import ``qmroct.storage``, which a deployed measure cannot), and costs every container its
+import. The runtime image has no such install: the library comes with each action's zip.
+
 The memory limit is on resident memory, as the container's cgroup sets it: a watcher thread
 ends the process (exit status 137, as an out-of-memory kill ends a real container) once its
 resident size passes ``--memory-mb``. An address-space rlimit well above that is only a
@@ -68,6 +76,31 @@ def _exit_out_of_memory() -> None:
     with contextlib.suppress(OSError):
         open(os.path.join(_State.marker_dir, OOM_MARKER), "w").close()  # noqa: SIM115
     os._exit(EXIT_OOM)
+
+
+#: The ``.pth`` files of editable installs (setuptools, PEP 660), left out of the action's path.
+EDITABLE_PTH_PREFIX = "__editable__"
+
+
+def add_site_dirs(folders: list[str]) -> None:
+    """What ``site`` does for each site-packages folder (append it to ``sys.path``, then run
+    its ``.pth`` files in name order, ``site.addpackage``), editable installs' hooks left out."""
+    if not folders:
+        return
+    import site  # with -S, importing site adds nothing by itself (sys.flags.no_site)
+
+    known = {os.path.normcase(p) for p in sys.path}
+    for folder in folders:
+        if os.path.normcase(folder) not in known:
+            sys.path.append(folder)
+            known.add(os.path.normcase(folder))
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".pth") and not name.startswith(EDITABLE_PTH_PREFIX):
+                site.addpackage(folder, name, known)
 
 
 def _emit_sentinel() -> None:
@@ -286,7 +319,11 @@ def main() -> None:
     parser.add_argument("--workdir", default=tempfile.gettempdir())
     parser.add_argument("--action", default="", help="the action's name (a label only)")
     parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument(
+        "--site-dir", action="append", default=[], help="a site-packages folder of the runtime"
+    )
     args = parser.parse_args()
+    add_site_dirs(args.site_dir)
     if args.address_space_mb > 0:
         limit = args.address_space_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

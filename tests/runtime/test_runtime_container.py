@@ -133,3 +133,40 @@ def test_broken_action_fails_init_with_logs(tmp_path: Path) -> None:
         assert any("no_such_module_anywhere" in line for line in c.logs.take(5))
     finally:
         c.destroy()
+
+
+IMPORTS = """
+import importlib, sys
+def main(args):
+    found = {}
+    for name in args["modules"]:
+        try:
+            found[name] = getattr(importlib.import_module(name), "__file__", None) or "?"
+        except ImportError as exc:
+            found[name] = "missing: " + type(exc).__name__
+    return {"found": found, "path": sys.path}
+"""
+
+
+def test_action_imports_its_zip_and_the_runtime_libraries_only(tmp_path: Path) -> None:
+    """A development install of qmroct (an editable install's import hook) stays out of the
+    container: an action imports the qmroct its zip ships and the runtime's site-packages,
+    never a qmroct module of this source tree that its zip lacks, as on a deployed runtime."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("__main__.py", textwrap.dedent(IMPORTS))
+        zf.writestr("qmroct/__init__.py", "SHIPPED = True\n")
+    c = Container("imports", 256, tmp_path, {})
+    c.start()
+    try:
+        assert c.init("imports", "main", base64.b64encode(buf.getvalue()).decode(), {}, 30000).ok
+        wanted = ["qmroct", "qmroct.storage.ledger", "qmroct.runtime.controller", "pydantic"]
+        outcome = c.run({"value": {"modules": wanted}}, 30000)
+    finally:
+        c.destroy()
+    assert outcome.ok, outcome.response
+    found = outcome.response.result["found"]
+    assert found["qmroct"].startswith(str(tmp_path))  # the zip's own package
+    assert found["qmroct.storage.ledger"] == "missing: ModuleNotFoundError"
+    assert found["qmroct.runtime.controller"] == "missing: ModuleNotFoundError"
+    assert "site-packages" in found["pydantic"]  # the runtime's libraries are there
