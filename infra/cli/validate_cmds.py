@@ -175,13 +175,21 @@ def _print_sweep(result: dict, repeats: dict, kind: str, n_seeds: int) -> None:
             click.echo(f"      {d}: expected ({why})")
         if mv.unexpected_cross_talk:
             click.echo(f"      UNEXPECTED: {', '.join(mv.unexpected_cross_talk)}")
-    click.echo("\nphantom test-retest: repeat scans of the same phantom eyes (new speckle, noise)")
+    click.echo(
+        "\nphantom test-retest: repeat scans of the same phantom eyes (new speckle, noise); "
+        "'floor': both values under the warn threshold, difference taken over it"
+    )
     for pattern, rows in repeats.items():
         for row in rows:
+            judged = {True: "ok", False: "OVER", None: "n/a"}[row.within_limit]
             click.echo(
                 f"  {pattern:6} {row.letter} {row.graded_by:40} max {row.max_relative_difference:.1%}"
-                f"  median {row.median_relative_difference:.1%}  ({row.eyes} eyes)"
+                f"  median {row.median_relative_difference:.1%}  |a-b| "
+                f"{row.max_abs_difference:.3g}{'  floor' if row.noise_floor else ''}  "
+                f"({row.eyes} eyes) {judged}"
             )
+            if row.note:
+                click.echo(f"         {row.note}")
 
 
 def _print_real(real) -> None:

@@ -98,3 +98,38 @@ def test_progress_bar_on_a_terminal_and_lines_in_a_log():
     out = tty.getvalue()
     assert out.count("\r") == 200 and out.endswith("\n") and out.count("\n") == 1
     assert "[" + "#" * 30 + "]" in out
+
+
+def test_values_at_their_floor_are_judged_where_the_defect_shows():
+    from qmroct.measures.validation import RETEST_LIMIT, RetestRow, _notice_probe, retest
+
+    floor = RetestRow(
+        letter="O",
+        graded_by="blink_motion.lateral_motion_um",
+        max_relative_difference=0.2,
+        median_relative_difference=0.1,
+        eyes=2,
+        noise_floor=True,
+    )
+    assert _notice_probe(floor).defect == "lateral_motion"
+    assert _notice_probe(floor.model_copy(update={"noise_floor": False})) is None
+    assert _notice_probe(floor.model_copy(update={"max_relative_difference": 0.05})) is None
+    assert _notice_probe(floor.model_copy(update={"graded_by": "segmentation.x"})) is None
+
+    (rows,) = retest(patterns=("volume",), eyes=2).values()
+    for r in rows:
+        if not r.noise_floor:
+            assert r.within_limit == (r.max_relative_difference < RETEST_LIMIT), r
+            assert r.at_notice is None
+        elif r.max_relative_difference < RETEST_LIMIT:
+            assert r.within_limit is True
+        elif r.at_notice is not None:
+            assert r.within_limit == (r.at_notice.max_relative_difference < RETEST_LIMIT)
+            assert r.at_notice.eyes == 2 and str(r.at_notice.severity) in r.note
+        assert r.max_abs_difference >= 0
+    lateral = next(r for r in rows if r.graded_by == "blink_motion.lateral_motion_um")
+    # Clean eyes: a few µm of registration noise, far under the 60 µm warning.
+    assert lateral.noise_floor and lateral.max_abs_difference < 30
+    if lateral.at_notice is not None:
+        assert lateral.at_notice.defect == "lateral_motion"
+        assert lateral.at_notice.severity == 0.25

@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from qmroct.measures.runner import run_suite
-from qmroct.measures.validation import relative_difference
+from qmroct.measures.validation import RETEST_LIMIT, relative_difference
 
 #: Smaller B-scans are format fixtures (synthetic or shrunk), not real acquisitions.
 MIN_REAL_SIDE = 128
@@ -36,8 +36,6 @@ MIN_REAL_SIDE = 128
 S_VALUE = "signal.peak_snr_db"
 #: Other signal values, reported beside the S value in the ordering table.
 SIGNAL_VALUES = ("snr_db", "qi", "mtci", "cnr")
-#: Repeat scans differ by under 10% on every value that grades a letter (issue #14).
-RETEST_LIMIT = 0.10
 #: A repeat is taken in one sitting: the exam times lie within this many minutes.
 REPEAT_MINUTES = 10.0
 #: Pixel sizes of a repeat agree to 1% (the device writes the same protocol's numbers).

@@ -534,12 +534,41 @@ def sweep(
     return result
 
 
+#: Repeat scans differ by under 10% on every value that grades a letter (issue #14).
+RETEST_LIMIT = 0.10
+
+
+class RetestAtNotice(BaseModel):
+    """Repeats of eyes with a defect at the severity where a grader notices it."""
+
+    defect: str
+    severity: float
+    max_relative_difference: float
+    max_abs_difference: float
+    eyes: int
+
+
 class RetestRow(BaseModel):
     letter: str
     graded_by: str
     max_relative_difference: float = Field(description="largest over the eyes")
     median_relative_difference: float
+    max_abs_difference: float = Field(0.0, description="largest |a - b|, in the value's units")
     eyes: int
+    noise_floor: bool = Field(
+        False,
+        description="every eye's two values lie under the warn threshold: the relative "
+        "difference is then taken over the threshold and measures the value's noise floor",
+    )
+    at_notice: RetestAtNotice | None = Field(
+        None,
+        description="for a value at its floor with more than the limit: the same on eyes with "
+        "its probe's defect at the severity a grader notices, where the verdict is decided",
+    )
+    within_limit: bool | None = Field(
+        None, description="under RETEST_LIMIT where it counts; None: no way to tell on phantoms"
+    )
+    note: str = ""
 
 
 def relative_difference(a: float, b: float, warn: float | None = None) -> float:
@@ -567,7 +596,7 @@ def _summarise_retest(
     out: dict[str, list[RetestRow]] = {}
     it = iter(outs)
     for pattern in patterns:
-        diffs: dict[tuple[str, str], list[float]] = {}
+        pairs: dict[tuple[str, str], list[tuple[float, float, float | None]]] = {}
         for _ in range(eyes):
             s0, s1 = (oscar_ib_summary(list(next(it).values())) for _ in (0, 1))
             for letter, v in s0.letters.items():
@@ -577,20 +606,107 @@ def _summarise_retest(
                     b = g1[key].value if key in g1 else None
                     if a is not None and b is not None:
                         th = (g0.get(key) or g1[key]).thresholds
-                        diffs.setdefault((letter, key), []).append(
-                            relative_difference(a, b, th[0] if th else None)
-                        )
-        out[pattern] = [
-            RetestRow(
-                letter=letter,
-                graded_by=by,
-                max_relative_difference=float(np.max(d)),
-                median_relative_difference=float(np.median(d)),
-                eyes=len(d),
+                        pairs.setdefault((letter, key), []).append((a, b, th[0] if th else None))
+        rows = []
+        for (letter, by), ps in sorted(pairs.items()):
+            d = [relative_difference(a, b, w) for a, b, w in ps]
+            floor = all(w is not None and max(abs(a), abs(b)) < abs(w) for a, b, w in ps)
+            rows.append(
+                RetestRow(
+                    letter=letter,
+                    graded_by=by,
+                    max_relative_difference=float(np.max(d)),
+                    median_relative_difference=float(np.median(d)),
+                    max_abs_difference=float(max(abs(a - b) for a, b, _ in ps)),
+                    eyes=len(d),
+                    noise_floor=floor,
+                    within_limit=bool(np.max(d) < RETEST_LIMIT) if not floor else None,
+                )
             )
-            for (letter, by), d in sorted(diffs.items())
-        ]
+        out[pattern] = rows
     return out
+
+
+def _notice_probe(row: RetestRow) -> Probe | None:
+    """The probe whose value grades ``row``, when its clean repeats sit at their floor over
+    the limit (so its repeatability must be read where the defect shows)."""
+    if not row.noise_floor or row.max_relative_difference < RETEST_LIMIT:
+        return None
+    measure, _, value = row.graded_by.partition(".")
+    return next((p for p in PROBES if p.measure == measure and p.value == value), None)
+
+
+def _notice_jobs(repeats: dict[str, list[RetestRow]], eyes: int) -> list[Job]:
+    jobs: list[Job] = []
+    for pattern, rows in repeats.items():
+        for row in rows:
+            p = _notice_probe(row)
+            if p is None:
+                continue
+            at = ((p.defect, GRADER_SEVERITY[p.defect].notice),)
+            jobs += [(pattern, at, seed, None, r) for seed in range(eyes) for r in (0, 1)]
+    return list(dict.fromkeys(jobs))
+
+
+def _judge_floor(
+    repeats: dict[str, list[RetestRow]], eyes: int, graded: dict[Job, dict[str, MeasureOutput]]
+) -> None:
+    """Settle the rows at their floor: a relative difference over the warn threshold there
+    measures the floor statistic (a maximum over sub-pixel registrations, a count of one or two
+    A-scans), not the noise where the verdict is decided. Such a row is judged on repeats of
+    eyes with its probe's defect at the severity a grader notices (near the warn threshold);
+    without a probe, its absolute repeatability is what is reported."""
+    for pattern, rows in repeats.items():
+        for row in rows:
+            if not row.noise_floor:
+                continue
+            p = _notice_probe(row)
+            if row.max_relative_difference < RETEST_LIMIT:
+                row.within_limit = True
+                continue
+            if p is None:
+                row.note = (
+                    f"at its floor on clean eyes (both under the warn threshold); absolute "
+                    f"repeatability {row.max_abs_difference:.4g}; no phantom defect raises it to "
+                    "the threshold"
+                )
+                continue
+            sev = GRADER_SEVERITY[p.defect].notice
+            rel, ab = [], []
+            for seed in range(eyes):
+                a, b = (
+                    _graded(graded[(pattern, ((p.defect, sev),), seed, None, r)], row)
+                    for r in (0, 1)
+                )
+                if a is not None and b is not None:
+                    rel.append(relative_difference(a[0], b[0], a[1] if a[1] is not None else b[1]))
+                    ab.append(abs(a[0] - b[0]))
+            if not rel:
+                continue
+            row.at_notice = RetestAtNotice(
+                defect=p.defect,
+                severity=sev,
+                max_relative_difference=float(max(rel)),
+                max_abs_difference=float(max(ab)),
+                eyes=len(rel),
+            )
+            row.within_limit = row.at_notice.max_relative_difference < RETEST_LIMIT
+            row.note = (
+                f"at its floor on clean eyes (absolute repeatability "
+                f"{row.max_abs_difference:.4g}); with {p.defect} at {sev:g}, where a grader "
+                f"notices it: {row.at_notice.max_relative_difference:.1%}"
+            )
+
+
+def _graded(outputs: dict[str, MeasureOutput], row: RetestRow) -> tuple[float, float | None] | None:
+    """The value ``row`` follows as graded into its letter, and its warn threshold."""
+    from qmroct.measures.suite import oscar_ib_summary
+
+    letter = oscar_ib_summary(list(outputs.values())).letters.get(row.letter)
+    g = letter.gradings.get(row.graded_by) if letter else None
+    if g is None or g.value is None:
+        return None
+    return float(g.value), (float(g.thresholds[0]) if g.thresholds else None)
 
 
 def retest(
@@ -603,8 +719,14 @@ def retest(
     """Repeat scans of the same phantom eyes (same anatomy, new speckle and noise): per pattern
     and letter, how much each value graded into the letter (its ``gradings``, in either scan)
     differs between the two scans."""
-    outs = _run_all(_retest_jobs(patterns, eyes), workers or default_workers(), progress)
-    return _summarise_retest(patterns, eyes, outs)
+    _, repeats = validate_phantoms(
+        with_sweep=False,
+        retest_eyes=eyes,
+        retest_patterns=patterns,
+        workers=workers,
+        progress=progress,
+    )
+    return repeats
 
 
 def validate_phantoms(
@@ -618,21 +740,29 @@ def validate_phantoms(
     retest_patterns: tuple[str, ...] = RETEST_PATTERNS,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    with_sweep: bool = True,
 ) -> tuple[dict[str, MeasureValidation], dict[str, list[RetestRow]]]:
-    """The sweep (:func:`sweep`) and the phantom test-retest (:func:`retest`, on
-    ``retest_eyes`` eyes; none when 0) in one run: every distinct phantom is graded once (the
-    retest's first scans are the sweep's clean eyes), over ``workers`` processes."""
+    """The sweep (:func:`sweep`; skipped with ``with_sweep=False``) and the phantom
+    test-retest (:func:`retest`, on ``retest_eyes`` eyes; none when 0) in one run: every
+    distinct phantom is graded once (the retest's first scans are the sweep's clean eyes), over
+    ``workers`` processes. Values at their floor over the limit are then re-tested where their
+    defect shows (:func:`_judge_floor`)."""
     plan = _plan_sweep(quick, seeds, severities, cross_talk, measures)
+    n_workers = default_workers(quick) if workers is None else workers
+    graded: dict[Job, dict[str, MeasureOutput]] = {}
+
+    def grade_all(jobs: list[Job]) -> list[dict[str, MeasureOutput]]:
+        todo = [j for j in dict.fromkeys(jobs) if j not in graded]
+        graded.update(zip(todo, _run_all(todo, n_workers, progress), strict=True))
+        return [graded[j] for j in jobs]
+
     r_jobs = _retest_jobs(retest_patterns, retest_eyes) if retest_eyes else []
-    wanted = plan.jobs + r_jobs
-    unique = list(dict.fromkeys(wanted))
-    graded = _run_all(unique, default_workers(quick) if workers is None else workers, progress)
-    by_job = dict(zip(unique, graded, strict=True))
-    outs = [by_job[j] for j in wanted]
-    result = _summarise_sweep(plan, outs[: len(plan.jobs)])
-    repeats = (
-        _summarise_retest(retest_patterns, retest_eyes, outs[len(plan.jobs) :])
-        if retest_eyes
-        else {}
-    )
+    s_jobs = plan.jobs if with_sweep else []
+    outs = grade_all(s_jobs + r_jobs)
+    result = _summarise_sweep(plan, outs[: len(s_jobs)]) if with_sweep else {}
+    repeats: dict[str, list[RetestRow]] = {}
+    if retest_eyes:
+        repeats = _summarise_retest(retest_patterns, retest_eyes, outs[len(s_jobs) :])
+        grade_all(_notice_jobs(repeats, retest_eyes))
+        _judge_floor(repeats, retest_eyes, graded)
     return result, repeats
