@@ -51,6 +51,8 @@ def run_suite(
     for name in measure_names(only):
         m = get_measure(name)
         t = time.process_time()
-        outputs.append(m.compute(scan, m.parse_params((params or {}).get(name)), {"context": ctx, "png": png}))
+        outputs.append(
+            m.compute(scan, m.parse_params((params or {}).get(name)), {"context": ctx, "png": png})
+        )
         cpu[name] = time.process_time() - t
     return SuiteRun(ctx, outputs, oscar_ib_summary(outputs), cpu)
