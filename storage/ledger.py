@@ -184,6 +184,16 @@ def claim_sql(kinds_clause: str, dialect: str) -> str:
     count the same free slots. A lease token is 32 random hex digits, drawn per row.
     """
     busy = f"SELECT COUNT(*) FROM jobs WHERE state = 'leased' AND kind IN {kinds_clause}"
+    # Each claimed job's needs come back with it: the scheduler needs them to hand the
+    # products' URLs to the activation, and reading them again costs two queries a job.
+    # Product names cannot hold a comma (check_name).
+    needs = (
+        "(SELECT group_concat(product, ',') FROM (SELECT n.product FROM job_needs n"
+        " WHERE n.job_key = jobs.job_key ORDER BY n.product))"
+        if dialect == "sqlite"
+        else "(SELECT string_agg(n.product, ',' ORDER BY n.product) FROM job_needs n"
+        " WHERE n.job_key = jobs.job_key)"
+    )
     if dialect == "sqlite":
         token, room = "lower(hex(randomblob(16)))", f"MAX(0, :cap - ({busy}))"
         indexed, lock, keys = " INDEXED BY jobs_queued_order", "", "IN ({})"
@@ -202,7 +212,7 @@ def claim_sql(kinds_clause: str, dialect: str) -> str:
         f"UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = {token},"
         " leased_at = :now, lease_expires = :exp, activation_id = NULL, updated_at = :now"
         " WHERE job_key " + keys.format(f"SELECT q.job_key FROM ({chosen}) q LIMIT {room}")
-        + " RETURNING *"
+        + f" RETURNING *, {needs} AS needs_list"
     )
 
 
@@ -500,15 +510,23 @@ class Ledger:
         )
         rows.sort(key=lambda r: (r["claim_rank"], r["enqueued_at"], r["job_key"]))
         return [
-            Claim(job=_job(r), lease_token=r["lease_token"], lease_expires=r["lease_expires"])
+            Claim(
+                job=_job(r, r["needs_list"].split(",") if r["needs_list"] else []),
+                lease_token=r["lease_token"],
+                lease_expires=r["lease_expires"],
+            )
             for r in rows
         ]
 
-    def _leased(self, key: str, token: str) -> Row:
-        """The job row, locked, if ``token`` is its current lease; else StaleLease."""
-        row = self.db.query_one(
-            "SELECT * FROM jobs WHERE job_key = :k" + self.db.for_update(), {"k": key}
-        )
+    def _leased(self, key: str, token: str, row: Row | None = None) -> Row:
+        """The job row, locked, if ``token`` is its current lease; else StaleLease.
+
+        ``row``: the row already read and locked in this transaction (saves reading it again).
+        """
+        if row is None:
+            row = self.db.query_one(
+                "SELECT * FROM jobs WHERE job_key = :k" + self.db.for_update(), {"k": key}
+            )
         if row is None:
             raise UnknownJob(key, "no such job")
         if row["lease_token"] != token:
@@ -519,12 +537,17 @@ class Ledger:
 
     def set_activation(self, key: str, token: str, activation_id: str) -> None:
         """Remember which activation runs a leased job, to reconcile with activation records."""
-        with self.db.transaction():
-            self._leased(key, token)
-            self.db.execute(
-                "UPDATE jobs SET activation_id = :a, updated_at = :now WHERE job_key = :k",
-                {"a": activation_id, "now": self.clock(), "k": key},
-            )
+        # One statement, the lease checked in its WHERE: it runs for every job started, and
+        # changes no indexed column, so PostgreSQL can update the row in place (HOT, no new
+        # index entries: postgresql.org/docs/15/storage-hot.html).
+        changed = self.db.execute(
+            "UPDATE jobs SET activation_id = :a, updated_at = :now"
+            " WHERE job_key = :k AND lease_token = :t AND state = 'leased'",
+            {"a": activation_id, "now": self.clock(), "k": key, "t": token},
+        )
+        if not changed:
+            self._leased(key, token)  # raises UnknownJob or StaleLease, saying why
+            raise StaleLease(key, "the lease changed while the activation was set")
 
     def release(self, key: str, token: str, *, delay_s: float = 0.0, reason: str = "") -> None:
         """Put a leased job back without counting the attempt (back-pressure, e.g. a 429)."""
@@ -606,7 +629,7 @@ class Ledger:
                     {"k": key, "t": token},
                 )
                 return result_from_row(prior) if prior else None
-            row = self._leased(key, token)
+            row = self._leased(key, token, row)
             now = self.clock()
             stored = None
             if result is not None:
@@ -656,12 +679,14 @@ class Ledger:
         self, result: MeasureActionResult, token: str, activation_id: str | None, now: float
     ) -> StoredResult:
         # Serialise writers of one (scan, measure): the current row is read, then replaced.
-        self.db.lock(f"qmroct.result/{result.scan_hash}/{result.measure}")
-        cur = self.db.query_one(
+        # The lock and the read go in one message (one round trip on PostgreSQL).
+        current = self.db.query_locked(
+            f"qmroct.result/{result.scan_hash}/{result.measure}",
             "SELECT id, version FROM results WHERE scan_hash = :h AND measure = :m"
             " AND is_current = 1" + self.db.for_update(),
             {"h": result.scan_hash, "m": result.measure},
         )
+        cur = current[0] if current else None
         active = self.catalog.active_version(result.measure)
         inactive = active is not None and active.version != result.version
         newer_current = cur is not None and version_key(cur["version"]) > version_key(

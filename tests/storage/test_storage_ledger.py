@@ -198,6 +198,33 @@ def test_dependencies_wait_for_the_derived_product(ledger) -> None:
     assert isinstance(prod, DerivedProduct) and prod.name == "segmentation"
     (w,) = ledger.claim(cap=4)
     assert w.job.measure == "centration"
+    assert w.job.needs == ["segmentation"] and c.job.needs == []  # a claim carries its needs
+
+
+def test_a_claim_carries_every_need_in_order(ledger) -> None:
+    ledger.enqueue("measure", h(3), "thickness", "1.0.0", needs=["segmentation", "layers"])
+    for product in ("layers", "segmentation"):
+        ledger.catalog.add_derived(
+            DerivedProduct(name=product, scan_hash=h(3), bucket="oct-derived", key=product,
+                           created_at=datetime(2026, 1, 1, tzinfo=UTC))
+        )  # fmt: skip
+    (c,) = ledger.claim(cap=4)
+    assert c.job.needs == ["layers", "segmentation"] == ledger.job(c.job.job_key).needs
+
+
+def test_set_activation_checks_the_lease(ledger, clock) -> None:
+    ledger.enqueue("measure", h(1), "signal", "1.0.0")
+    (c,) = ledger.claim(cap=1)
+    with pytest.raises(StaleLease, match="lease token is not current"):
+        ledger.set_activation(c.job.job_key, "not-the-token", "act-1")
+    with pytest.raises(UnknownJob):
+        ledger.set_activation("measure/signal/1.0.0/" + h(9), c.lease_token, "act-1")
+    ledger.set_activation(c.job.job_key, c.lease_token, "act-2")
+    assert ledger.job(c.job.job_key).activation_id == "act-2"
+    ledger.complete(c.job.job_key, c.lease_token)
+    with pytest.raises(StaleLease, match="not leased"):
+        ledger.set_activation(c.job.job_key, c.lease_token, "act-3")
+    assert ledger.job(c.job.job_key).activation_id == "act-2"  # unchanged
 
 
 def test_dead_dependency_dead_letters_the_waiting_job(ledger) -> None:

@@ -79,7 +79,7 @@ def invocation_params(ctx: ActionContext, claim: Claim) -> dict[str, Any]:
     if scan is None:
         raise LookupError(f"scan {job.scan_hash} is not in the catalog")
     inputs: dict[str, str] = {}
-    for product in job.needs or ctx.ledger.job(job.job_key).needs:  # type: ignore[union-attr]
+    for product in job.needs:  # a claimed job comes with its needs
         d = ctx.ledger.catalog.derived(product, job.scan_hash)
         if d is None:
             raise LookupError(f"derived product {product} of {job.scan_hash} is missing")
