@@ -22,11 +22,13 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel
+from qmroct.results import MeasureActionResult, ResultStatus
 from qmroct.storage.ledger import PRIORITY_BACKFILL, PRIORITY_UPLOAD, JobSpec, Ledger
-from qmroct.storage.records import JobKind
+from qmroct.storage.records import Claim, JobKind, MeasureState, MeasureVersion, ScanRecord
 
 
 class ClaimFigures(BaseModel):
@@ -182,5 +184,159 @@ def run_claim_bench(
         cpu_ms_p50=_stats(cpu)[0] if cpu else None,
         cpu_ms_p99=_stats(cpu)[1] if cpu else None,
         gc_during_claims=collections[0],
+        load_avg=tuple(round(x, 2) for x in os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    )
+
+
+class DrainFigures(BaseModel):
+    dialect: str
+    scans: int
+    jobs: int
+    tick_every: int
+    client_ms_per_job_by_tenth: list[float]
+    backend_ms_per_job_by_tenth: list[float] | None = None
+    client_ms_per_job: dict[str, float]
+    backend_ms_per_job: dict[str, float] | None = None
+    last_over_first: dict[str, float]
+    load_avg: tuple[float, float, float] | None = None
+
+
+def _tenths(values: list[float]) -> list[float]:
+    n = len(values)
+    return [
+        round(statistics.fmean(values[i * n // 10 : (i + 1) * n // 10]), 3)
+        for i in range(10)
+        if (i + 1) * n // 10 > i * n // 10
+    ]
+
+
+def run_drain_bench(
+    ledger: Ledger,
+    *,
+    scans: int = 2000,
+    cap: int = 4,
+    tick_every: int = 4,
+    progress: Callable[[str], None] | None = None,
+) -> DrainFigures:
+    """Drain a backfill of ``scans`` scans through the ledger alone, as the pipeline does.
+
+    Each scan gets a derive job and a measure job that needs its product, enqueued in one
+    batch. The loop makes the pipeline's ledger calls: record-result reads the job and
+    completes it (the measure job with a result row, the derive job with its product), then
+    claims the freed slots; for each claimed job the scheduler reads the scan, the products
+    it needs and the measure version, and sets its activation id; every ``tick_every`` jobs
+    a tick re-drives, retries, dead-letters and lists the leased jobs. The CPU of this thread
+    and of the PostgreSQL backend (when local) is charged to the job recorded, and printed
+    per job for each tenth of the drain and per kind. A cost that grows with the jobs drained
+    (dead tuples, an index that grows) shows as a last tenth above the first within a kind;
+    the kinds are compared separately because every derive job is claimed before the first
+    measure job (same rank, and ``derive/`` sorts first).
+    """
+    say = progress or (lambda _m: None)
+    salt = f"{time.time_ns()}"
+    hashes = [_scan_hash(i, salt) for i in range(scans)]
+    now = datetime.now(UTC)
+    say(f"cataloguing {scans} scans and enqueueing {2 * scans} jobs")
+    for h in hashes:
+        ledger.catalog.add_scan(
+            ScanRecord(scan_hash=h, bucket="bench", key=f"{h}.dcm", size=1, stored_at=now)
+        )
+    product, measure = "bench-context", "bench-measure"
+    ledger.catalog.put_measure(
+        MeasureVersion(name=measure, version="1.0.0", action="run-bench", requires=[product],
+                       state=MeasureState.PUBLISHED, published_at=now)
+    )  # fmt: skip
+    specs = []
+    for h in hashes:
+        specs.append(JobSpec(kind=JobKind.DERIVE, scan_hash=h, measure=product, version="1",
+                             priority=PRIORITY_BACKFILL))  # fmt: skip
+        specs.append(JobSpec(kind=JobKind.MEASURE, scan_hash=h, measure=measure,
+                             version="1.0.0", priority=PRIORITY_BACKFILL, needs=[product]))  # fmt: skip
+    ledger.enqueue_many(specs)
+    del specs
+    backend = _backend_stat(ledger)
+
+    def cpu() -> tuple[int, int]:
+        b = _schedstat(backend)
+        return time.thread_time_ns(), b[0] if b else 0
+
+    inflight: list[Claim] = []
+
+    def fill() -> None:
+        for c in ledger.claim(cap=cap):
+            ledger.catalog.scan(c.job.scan_hash)
+            for need in c.job.needs:
+                ledger.catalog.derived(need, c.job.scan_hash)
+            if c.job.kind is JobKind.MEASURE:
+                ledger.catalog.measure(c.job.measure, c.job.version)
+            ledger.set_activation(c.job.job_key, c.lease_token, f"bench-{c.job.job_key[-12:]}")
+            inflight.append(c)
+
+    cost: dict[str, list[tuple[float, float]]] = {"derive": [], "measure": []}
+    order: list[tuple[float, float]] = []
+    say(f"draining {2 * scans} jobs")
+    fill()
+    done = 0
+    while inflight:
+        c = inflight.pop(0)
+        c0 = cpu()
+        job = ledger.job(c.job.job_key)
+        if job is not None and job.kind is JobKind.DERIVE:
+            ledger.complete_derived(job.job_key, c.lease_token, bucket="bench",
+                                    object_key=f"{job.scan_hash}.ctx")  # fmt: skip
+        elif job is not None:
+            t = datetime.now(UTC)
+            ledger.complete(
+                job.job_key,
+                c.lease_token,
+                MeasureActionResult(
+                    job_key=job.job_key,
+                    lease_token=c.lease_token,
+                    scan_hash=job.scan_hash,
+                    measure=measure,
+                    version="1.0.0",
+                    status=ResultStatus.OK,
+                    values={"bench": float(done)},
+                    started_at=t,
+                    ended_at=t,
+                ),
+                activation_id=f"bench-{job.job_key[-12:]}",
+            )
+        fill()
+        done += 1
+        if done % tick_every == 0:
+            ledger.reclaim_expired()
+            ledger.retry_due()
+            ledger.fail_unsatisfiable()
+            ledger.leased()
+        c1 = cpu()
+        used = ((c1[0] - c0[0]) / 1e6, (c1[1] - c0[1]) / 1e6)
+        cost[c.job.kind.value].append(used)
+        order.append(used)
+        if done % 1000 == 0:
+            say(f"  {done}/{2 * scans} jobs")
+    local = backend is not None
+
+    def ratio(values: list[float]) -> float:
+        t = _tenths(values)
+        return round(t[-1] / t[0], 3) if t and t[0] > 0 else 0.0
+
+    both = {k: [a + b for a, b in v] for k, v in cost.items()}
+    return DrainFigures(
+        dialect=ledger.db.dialect,
+        scans=scans,
+        jobs=len(order),
+        tick_every=tick_every,
+        client_ms_per_job_by_tenth=_tenths([a for a, _ in order]),
+        backend_ms_per_job_by_tenth=_tenths([b for _, b in order]) if local else None,
+        client_ms_per_job={
+            k: round(statistics.fmean(a for a, _ in v), 3) for k, v in cost.items() if v
+        },
+        backend_ms_per_job=(
+            {k: round(statistics.fmean(b for _, b in v), 3) for k, v in cost.items() if v}
+            if local
+            else None
+        ),
+        last_over_first={k: ratio(v) for k, v in both.items() if v},
         load_avg=tuple(round(x, 2) for x in os.getloadavg()) if hasattr(os, "getloadavg") else None,
     )

@@ -190,6 +190,50 @@ def bench_claim_cmd(ledger_url: str, jobs: int, samples: int, mode: str, as_json
             click.echo(f"{k:>20}: {v}")
 
 
+@click.command("drain")
+@click.option(
+    "--ledger",
+    "ledger_url",
+    default="",
+    help="ledger URL to fill (default: a throwaway SQLite file); use an empty database",
+)
+@click.option("--scans", type=click.IntRange(10), default=2000, show_default=True)
+@click.option("--cap", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_drain_cmd(ledger_url: str, scans: int, cap: int, as_json: bool) -> None:
+    """Drain a backfill of SCANS scans (a derive and a measure job each) through the ledger
+    alone, making the pipeline's ledger calls; print the CPU per job.
+
+    Printed: this process's CPU per job for each tenth of the drain, the PostgreSQL
+    backend's (when the server runs here), both per job kind, each kind's last tenth over
+    its first (a cost growing with the jobs drained shows above 1), and the load average.
+    Every derive job is claimed before the first measure job, so compare within a kind.
+    The jobs stay in the ledger: point --ledger at a scratch database.
+    """
+    import shutil
+    import tempfile
+
+    from qmroct.storage.bench import run_drain_bench
+    from qmroct.storage.ledger import Ledger
+
+    scratch = None if ledger_url else tempfile.mkdtemp(prefix="qmroct-drain-")
+    url = ledger_url or f"sqlite:///{scratch}/ledger.sqlite3"
+    ledger = Ledger.open(url)
+    try:
+        figures = run_drain_bench(
+            ledger, scans=scans, cap=cap, progress=lambda m: click.echo(m, err=True)
+        )
+    finally:
+        ledger.close()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if as_json:
+        click.echo(figures.model_dump_json())
+    else:
+        for k, v in figures.model_dump().items():
+            click.echo(f"{k:>28}: {v}")
+
+
 def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
     """Add this module's commands to the ``qmroct`` command tree."""
     measure, bench = groups["measure"], groups["bench"]
@@ -215,6 +259,7 @@ def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
         )
     )
     bench.add_command(bench_claim_cmd)
+    bench.add_command(bench_drain_cmd)
     bench.command("backfill")(
         click.option("--scans", type=int, default=100, show_default=True)(
             click.option("--cap", type=int, default=4, show_default=True)(
