@@ -18,6 +18,7 @@ import dataclasses
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -92,6 +93,17 @@ class PhaseProgress:
         self.done = self.total if self.total else self.done
         self.out.write(("\r\033[K" if self.tty else "") + self._line() + "\n")
         self.out.flush()
+
+
+def _start_time(pid: int) -> int | None:
+    """A process's start time in clock ticks after boot (proc(5), stat field 22); None once
+    the process is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2 :].split()  # after the name: field 3 onwards
+    return int(fields[19]) if len(fields) > 19 else None
 
 
 def write_bench_scans(
@@ -180,26 +192,60 @@ def wait_catalogued(
 class BenchStack:
     """What ``qmroct bench backfill`` works with."""
 
+    #: Seconds between two readings of the scheduling containers' CPU.
+    SAMPLE_S = 1.0
+
     def __init__(self, stack: EmbeddedStack) -> None:
         self.stack = stack
         self.ledger, self.store, self.ow = stack.require()
         self.package = stack.whisk.package if stack.whisk else ""
+        # The last CPU reading of every scheduling container seen, by (pid, start time).
+        self._seen: dict[tuple[int, int], float] = {}
+        self._seen_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, name="bench-cpu", daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.SAMPLE_S):
+            self.scheduling_cpu()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sampler.join(timeout=10)
 
     def scheduling_cpu(self) -> float:
         """CPU seconds of the containers that claim and start jobs (scheduler, record-result),
         read from /proc while they run (see :mod:`qmroct.embedded.cputime`). A container's
         process may be the sandbox (bubblewrap) with the action's Python below it, so its
-        descendants count too."""
+        descendants count too.
+
+        The runtime removes idle containers and starts new ones during a long drain, and a
+        process that is gone can no longer be read: summing only the live containers lost
+        their CPU, and a run's figure could even come out negative. Every container's last
+        reading is kept (a thread reads them every ``SAMPLE_S``), so a removed container
+        still counts, short of what it used in its last second. A container is known by its
+        pid and its start time (proc(5), stat field 22), as a pid can be reused."""
         from qmroct.embedded.cputime import live_descendants_cpu_s, process_cpu_s
 
         whisk = self.stack.whisk
         if whisk is None:
             return 0.0
-        return sum(
-            process_cpu_s(c.pid) + live_descendants_cpu_s(c.pid)
-            for c in whisk.controller.invoker.containers()
-            if c.pid and c.key.split("@")[0].rsplit("/", 1)[-1] in ("scheduler", "record-result")
-        )
+        live: dict[tuple[int, int], float] = {}
+        for c in whisk.controller.invoker.containers():
+            if not c.pid or c.key.split("@")[0].rsplit("/", 1)[-1] not in (
+                "scheduler",
+                "record-result",
+            ):
+                continue
+            started = _start_time(c.pid)
+            if started is None:
+                continue  # already gone
+            live[(c.pid, started)] = process_cpu_s(c.pid) + live_descendants_cpu_s(c.pid)
+        with self._seen_lock:
+            for key, cpu in live.items():
+                self._seen[key] = max(cpu, self._seen.get(key, 0.0))
+            return sum(self._seen.values())
 
     def next_version(self, measure: str) -> str:
         """A patch version above every version of ``measure`` the ledger knows."""
@@ -243,7 +289,11 @@ def bench_stack(
             cat = PhaseProgress("cataloguing", scans, out=out)
             wait_catalogued(stack, scans, timeout_s=120 + scans, progress=cat)
             cat.finish()
-            yield BenchStack(stack)
+            bench = BenchStack(stack)
+            try:
+                yield bench
+            finally:
+                bench.close()
     finally:
         # A bench home holds every scan, result and activation record: gigabytes.
         if owned:

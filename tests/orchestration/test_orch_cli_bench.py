@@ -109,3 +109,43 @@ def test_bench_scans_are_distinct_files_and_progress_suits_terminal_and_log(tmp_
     out = tty.getvalue()
     assert out.count("\r") == 5 and "[" + "#" * 30 + "]" in out
     assert out.rsplit("\r", 1)[1].startswith("\033[Kuploading: 4/4 ") and out.endswith("\n")
+
+
+def test_scheduling_cpu_keeps_the_cpu_of_containers_that_are_gone() -> None:
+    import subprocess
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    from qmroct.embedded.backfill_bench import BenchStack
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", burn + "time.sleep(30)"]) for _ in range(2)
+    ]
+    containers = [
+        SimpleNamespace(pid=p.pid, key=f"guest/qmroct/{name}@0")
+        for p, name in zip(procs, ("scheduler", "record-result"), strict=True)
+    ]
+    # A container of another action is not the scheduler's: never counted.
+    other = subprocess.Popen([sys.executable, "-c", burn + "time.sleep(30)"])
+    containers.append(SimpleNamespace(pid=other.pid, key="guest/qmroct/measure-signal@0"))
+    invoker = SimpleNamespace(containers=lambda: list(containers))
+    whisk = SimpleNamespace(package="qmroct", controller=SimpleNamespace(invoker=invoker))
+    stack = SimpleNamespace(whisk=whisk, require=lambda: (None, None, None))
+    bench = BenchStack(stack)  # type: ignore[arg-type]
+    try:
+        deadline = time.monotonic() + 20
+        while bench.scheduling_cpu() < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        before = bench.scheduling_cpu()
+        assert 0.5 <= before < 0.9  # both scheduling containers' 0.3 s, not the measure's
+        procs[0].kill()
+        procs[0].wait()
+        del containers[0]  # the runtime removed it
+        assert bench.scheduling_cpu() == before  # its CPU still counts
+    finally:
+        bench.close()
+        for p in [*procs, other]:
+            p.kill()
+            p.wait()
