@@ -93,3 +93,25 @@ def test_real_amd_and_hole_bscans_flag_r_and_normal_vol_scans_do_not(
     for vol in sorted((samples_dir / "heidelberg_vol").glob("Willis_B_716_*.vol")):
         values, verdict = _r(read_scan(vol))
         assert verdict.verdict == Verdict.PASS, (vol.name, verdict.reason)
+
+
+def test_rpe_floor_stays_under_a_broad_druse() -> None:
+    # A drusenoid elevation over a third of the B-scan: the two-sided robust fit takes it in
+    # (its residuals widen the band) and bends up into it; the one-sided fit leaves out every
+    # point lifted half the flag height above it and stays on the healthy RPE.
+    from qmroct.metrics.pathology import rpe_floor
+
+    w = 500
+    u = np.linspace(-1, 1, w)
+    healthy = 300 + 25 * u**2 + 8 * u**3
+    bump = 10.0 * np.clip(1 - ((u - 0.1) / 0.35) ** 2, 0, 1)  # 10 rows tall, 35 % wide
+    rng = np.random.default_rng(0)
+    rpe = (healthy - bump + rng.normal(0, 0.5, w))[None, :]
+    two_sided = rpe_floor(rpe, degree=3)
+    one_sided = rpe_floor(rpe, degree=3, lift_tol_px=4.0)
+    top = int(np.argmax(bump))
+    assert (one_sided - rpe)[0, top] > 9.0
+    assert (two_sided - rpe)[0, top] < (one_sided - rpe)[0, top] - 2.0
+    # On a healthy RPE both fits agree.
+    flat = (healthy + rng.normal(0, 0.5, w))[None, :]
+    assert np.max(np.abs(rpe_floor(flat, degree=3, lift_tol_px=4.0) - healthy)) < 1.0

@@ -49,7 +49,7 @@ class BeamPlacement(SuiteMeasure):
     ``disc_excluded_fraction`` reports its share and the verdict reason names the exclusion."""
 
     name = "beam_placement"
-    version = "1.0.0"
+    version = "1.1.0"
     criteria = ("B",)
     Params = BeamPlacementParams
     #: value name -> (unit, direction, meaning); drives the report and docs/measures.md

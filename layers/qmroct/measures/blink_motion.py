@@ -51,7 +51,7 @@ class BlinkMotion(SuiteMeasure):
     Volumes only."""
 
     name = "blink_motion"
-    version = "1.0.0"
+    version = "1.1.0"
     criteria = ("O",)
     Params = BlinkMotionParams
     #: value name -> (unit, direction, meaning); drives the report and docs/measures.md
@@ -88,7 +88,7 @@ class BlinkMotion(SuiteMeasure):
         means = np.nanmean(flat, axis=1)
         p95 = np.nanpercentile(flat[:, :: max(1, flat.shape[1] // 20000)], 95, axis=1)
         blinks = blink_bscans(means, p95, k=params.tukey_k, min_drop=params.min_drop)
-        ilm = ctx.segmentation.ilm.astype(np.float64)
+        ilm = ctx.usable_segmentation.ilm.astype(np.float64)
         if blinks.size:
             ilm[blinks] = np.nan  # a blink has no retina to follow
         axial_um = axial_motion_px(ilm) * scan.meta.spacing.axial_um
@@ -193,7 +193,7 @@ def _lateral_registration(
     pos = scan.meta.bscan_positions or []
     if scan.fundus is None or len(pos) != n:
         return np.empty(0), np.empty(0)
-    seg = ctx.segmentation
+    seg = ctx.usable_segmentation
     enface = enface_projection(ctx.display, seg.ilm, seg.bm)
     starts = np.array([[p.start.x, p.start.y] for p in pos])
     ends = np.array([[p.end.x, p.end.y] for p in pos])

@@ -45,7 +45,7 @@ class Centration(SuiteMeasure):
     peripapillary atrophy at its margin; warns above 0.15 (OCTolyzer)."""
 
     name = "centration"
-    version = "1.1.0"
+    version = "1.2.0"
     criteria = ("C",)
     Params = CentrationParams
     #: value name -> (unit, direction, meaning); drives the report and docs/measures.md

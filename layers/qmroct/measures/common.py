@@ -149,7 +149,7 @@ def bscan_with_layers(
         "bm": pictures.YELLOW,
     }
     for name in layers:
-        rgb = pictures.draw_rows(rgb, getattr(ctx.segmentation, name)[k], colours[name])
+        rgb = pictures.draw_rows(rgb, getattr(ctx.usable_segmentation, name)[k], colours[name])
     return rgb
 
 
@@ -172,7 +172,7 @@ def crop_to_retina(rgb: np.ndarray, ctx: ScanContext, k: int, pad_px: int = 40) 
     """Rows from above the highest ILM to below the deepest BM of B-scan ``k`` (with a margin):
     the part of the B-scan a reader looks at, with scale bars in µm. The whole image when no
     boundary was found."""
-    s = ctx.segmentation
+    s = ctx.usable_segmentation
     top, bottom = s.ilm[k], s.bm[k]
     sp = ctx.scan.meta.spacing
     out = rgb
@@ -210,7 +210,7 @@ def mark_disc(rgb: np.ndarray, ctx: ScanContext, k: int) -> np.ndarray:
     starts = np.concatenate([[cols[0]], cols[breaks + 1]])
     ends = np.concatenate([cols[breaks], [cols[-1]]])
     h = rgb.shape[0]
-    s = ctx.segmentation
+    s = ctx.usable_segmentation
     # Inside the rows crop_to_retina keeps, so the box survives the crop.
     top = max(1.0, float(np.nanmin(s.ilm[k])) - 35) if np.isfinite(s.ilm[k]).any() else 1.0
     bottom = min(h - 2.0, float(np.nanmax(s.bm[k])) + 70) if np.isfinite(s.bm[k]).any() else h - 2

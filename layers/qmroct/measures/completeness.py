@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from pydantic import BaseModel, Field
 
@@ -46,6 +48,10 @@ class Completeness(SuiteMeasure):
     def evaluate(self, ctx: ScanContext, params: CompletenessParams) -> Evaluation:  # type: ignore[override]
         s = ctx.usable_segmentation
         h = ctx.height
+        # The other measures leave A-scans whose retina reaches the top out; here the clamp
+        # of the ILM to row 0 (Segmentation.clipped) is the finding itself, so it is put back.
+        top_cut = ctx.segmentation.clipped & ctx.usable[:, None]
+        s = dataclasses.replace(s, ilm=np.where(top_cut, np.float32(0.0), s.ilm))
         top = cut_top_fraction(s.ilm, params.margin_px)
         bottom = cut_bottom_fraction(s.bm, h, params.margin_px)
         n_cut = bscans_with_cut(s.ilm, s.bm, h, params.margin_px, params.warn_fraction)

@@ -208,11 +208,14 @@ class ScanContext:
 
     @cached_property
     def retina(self) -> np.ndarray:
-        return retina_mask(self.height, self.segmentation.ilm, self.segmentation.bm)
+        """Pixels from the ILM to BM of the usable A-scans (:attr:`usable_ascans`), (n, h, w)."""
+        s = self.usable_segmentation
+        return retina_mask(self.height, s.ilm, s.bm)
 
     @cached_property
     def vitreous(self) -> np.ndarray:
-        return vitreous_mask(self.height, self.segmentation.ilm)
+        """Pixels above the ILM of the usable A-scans (:attr:`usable_ascans`), (n, h, w)."""
+        return vitreous_mask(self.height, self.usable_segmentation.ilm)
 
     @cached_property
     def linear_and_name(self) -> tuple[np.ndarray, str]:
@@ -266,18 +269,27 @@ class ScanContext:
         return (found >= 0.5) & (level >= 0.5 * np.nanmedian(level))
 
     @cached_property
+    def usable_ascans(self) -> np.ndarray:
+        """A-scans whose boundaries a measure may read, (n, w) bool: those of usable B-scans
+        (:attr:`usable`; a blink is blink_motion's finding) whose retina does not reach the image
+        top (:attr:`Segmentation.clipped`: cut off, or wrapped back as the mirror image in a
+        steep myopic eye). On a clipped A-scan the ILM is pinned to row 0 as a marker, the RNFL
+        is unknown and the confidence is zero: read as retina, the marker is a retina reaching
+        the top row, with the folded tissue inside it (thickness, fluid, a fovea, a tilt that
+        are not there). Only completeness reads the marker, as the cut it is (OSCAR-IB O)."""
+        return self.usable[:, None] & ~self.segmentation.clipped
+
+    @cached_property
     def usable_segmentation(self) -> Segmentation:
-        """The segmentation with the boundaries of unusable B-scans (blinks) set to NaN, for
-        the geometric measures: a blink is blink_motion's finding, not a cut or a thin retina."""
-        if self.usable.all():
+        """The segmentation with every boundary of the A-scans outside :attr:`usable_ascans`
+        set to NaN (and their confidence to 0): what every measure reads."""
+        keep = self.usable_ascans
+        if keep.all():
             return self.segmentation
         s = self.segmentation
-        drop = ~self.usable
 
         def masked(a: np.ndarray) -> np.ndarray:
-            out = a.copy()
-            out[drop] = np.nan
-            return out
+            return np.where(keep, a, np.nan).astype(a.dtype, copy=False)
 
         return Segmentation(
             ilm=masked(s.ilm),
@@ -285,7 +297,7 @@ class ScanContext:
             onl_top=masked(s.onl_top),
             onl_bottom=masked(s.onl_bottom),
             bm=masked(s.bm),
-            confidence=s.confidence,
+            confidence=np.where(keep, s.confidence, 0.0).astype(s.confidence.dtype, copy=False),
         )
 
     @cached_property

@@ -69,7 +69,7 @@ class Illumination(SuiteMeasure):
     out. Soft criterion: failures here rarely exclude a scan alone (Tewarie 2012)."""
 
     name = "illumination"
-    version = "1.1.0"
+    version = "1.2.0"
     criteria = ("I",)
     Params = IlluminationParams
     #: value name -> (unit, direction, meaning); drives the report and docs/measures.md

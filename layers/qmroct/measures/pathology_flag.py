@@ -104,7 +104,7 @@ class PathologyFlag(SuiteMeasure):
     there is no retina between ILM and BM there."""
 
     name = "pathology_flag"
-    version = "1.1.0"
+    version = "1.2.0"
     criteria = ("R",)
     Params = PathologyParams
     #: value name -> (unit, direction, meaning); drives the report and docs/measures.md
@@ -125,8 +125,10 @@ class PathologyFlag(SuiteMeasure):
         "drusen_height_um": (
             "µm",
             "lower is better",
-            "macular scans: the largest lift of the RPE above its floor (a one-sided robust "
-            "quadratic fit per B-scan) that holds over druse_min_width_um of A-scans",
+            "macular scans: the largest lift of the RPE above its floor that holds over "
+            "druse_min_width_um of A-scans; the floor is a robust cubic fit per B-scan to the "
+            "RPE points lifted less than half of druse_flag_um above it (B-scans whose retina "
+            "wraps at the top are not searched)",
         ),
         "hole_width_um": (
             "µm",
@@ -209,19 +211,32 @@ class PathologyFlag(SuiteMeasure):
             rpe = np.where(inner, rpe, np.nan)
             # The floor for the lift is fitted to the RPE itself, with a cubic: over 6 to
             # 9 mm a real RPE flattens towards the disc, which a quadratic misses; drusen,
-            # at most about a millimetre wide, stay narrower than a cubic's bends.
-            floor = rpe_floor(rpe, degree=3)
+            # at most about a millimetre wide, stay narrower than a cubic's bends. The fit
+            # leaves out every RPE point lifted half the flag height or more above it, so a
+            # broad druse does not pull the floor up into itself.
+            # Where the retina wraps, the eye wall climbs out of the window (a staphyloma):
+            # no sphere section carries that RPE, and a floor fitted through it reads the
+            # climb as a lift. The A-scans of the climb, from the wrap out to where BM (no
+            # foveal pit in it; a running median over five druse widths, so that neither
+            # speckle nor a druse ends the climb) stops rising towards it, are neither fitted
+            # nor searched.
+            near_wrap = _climb_to_wrap(
+                ctx.segmentation.clipped & ctx.usable[:, None], bm, 5 * width_px
+            )
+            rpe = np.where(near_wrap, np.nan, rpe)
+            floor = rpe_floor(rpe, degree=3, lift_tol_px=0.5 * params.druse_flag_um / um)
             lift_um = (floor - rpe) * um
             druse = elevation_over_width(
                 lift_um, max(2, int(round(params.druse_min_width_um / lat)))
             )
-            druse = np.where(np.isfinite(bm), druse, np.nan)
+            druse = np.where(np.isfinite(bm) & np.isfinite(rpe), druse, np.nan)
             drusen_height = float(np.nanmax(druse)) if np.isfinite(druse).any() else float("nan")
             druse_cols = np.nan_to_num(druse) >= params.druse_flag_um
             floor_rows = floor
         else:
             drusen_height, druse_cols = float("nan"), np.zeros(t.shape, bool)
             druse = floor_rows = rpe = np.full(t.shape, np.nan)
+            near_wrap = np.zeros(t.shape, bool)
         if macular and np.isfinite(noise) and noise > 0:
             # A hole is a cavity that fills the band above the RPE: the same dark-region test
             # as fluid, on the band where a healthy macula always has photoreceptors.
@@ -303,6 +318,10 @@ class PathologyFlag(SuiteMeasure):
             f"hole: widest full-thickness defect {hole_width:.0f} µm (flag from "
             f"{params.hole_min_width_um:g} µm)"
             if np.isfinite(hole_width)
+            else "",
+            f"drusen not searched on {near_wrap.mean():.0%} of A-scans, beside a wrap at the "
+            "top (no smooth RPE floor there)"
+            if near_wrap.any()
             else "",
         ]
         if found:
@@ -403,4 +422,32 @@ def _longest_run(mask: np.ndarray) -> np.ndarray:
         edges = np.diff(np.concatenate([[0], row.astype(np.int8), [0]]))
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         out[b] = int((ends - starts).max()) if starts.size else 0
+    return out
+
+
+def _climb_to_wrap(wrap: np.ndarray, layer: np.ndarray, smooth_px: int) -> np.ndarray:
+    """Per B-scan, the wrapped A-scans and, on each side of every run of them, the A-scans
+    over which ``layer`` (rows; a running median over ``smooth_px``, so speckle does not end
+    the climb) keeps rising towards the run: the flank of the climb out of the window."""
+    out = wrap.copy()
+    w = wrap.shape[1]
+    for b, row in enumerate(wrap):
+        if not row.any():
+            continue
+        known = np.isfinite(layer[b])
+        if not known.any():
+            out[b] = True
+            continue
+        level = np.interp(np.arange(w), np.flatnonzero(known), layer[b, known])
+        level = ndimage.median_filter(level, size=max(3, smooth_px), mode="nearest")
+        edges = np.diff(np.concatenate([[0], row.astype(np.int8), [0]]))
+        for a, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            j = a - 1
+            while j > 0 and level[j - 1] >= level[j]:  # rows grow downwards: rising = smaller
+                j -= 1
+            out[b, max(j, 0) : a] = True
+            j = e
+            while j < w - 1 and level[j + 1] >= level[j]:
+                j += 1
+            out[b, e : j + 1] = True
     return out

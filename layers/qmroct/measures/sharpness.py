@@ -37,7 +37,7 @@ class Sharpness(SuiteMeasure):
     strength stays high. Thresholds from the phantom sweep (clean ~15 µm at 3.9 µm/px)."""
 
     name = "sharpness"
-    version = "1.0.0"
+    version = "1.1.0"
     criteria = ("O",)
     Params = SharpnessParams
     #: value name -> (unit, direction, meaning); drives the report and docs/measures.md
@@ -57,7 +57,7 @@ class Sharpness(SuiteMeasure):
         idx = sample_indices(ctx.scan.shape[0], params.max_bscans)
         profiles = [
             ilm_edge_profile(
-                ctx.display[k], refine_edge(ctx.display[k], ctx.segmentation.ilm[k]), half
+                ctx.display[k], refine_edge(ctx.display[k], ctx.usable_segmentation.ilm[k]), half
             )
             for k in idx
         ]

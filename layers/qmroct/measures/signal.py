@@ -66,7 +66,7 @@ class Signal(SuiteMeasure):
 
     name = "signal"
     uses_spacing = False  # ratios of intensities or fractions of A-scans
-    version = "1.1.0"
+    version = "1.2.0"
     criteria = ("S",)
     Params = SignalParams
     #: value name -> (unit, direction, meaning); drives the report and docs/measures.md

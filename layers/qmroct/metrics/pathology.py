@@ -80,7 +80,13 @@ def cavity_columns(
     return cavity & assessable, assessable
 
 
-def rpe_floor(bm: np.ndarray, *, degree: int = 2, iterations: int = 5) -> np.ndarray:
+def rpe_floor(
+    bm: np.ndarray,
+    *,
+    degree: int = 2,
+    iterations: int = 5,
+    lift_tol_px: float | None = None,
+) -> np.ndarray:
     """Per B-scan, the RPE floor under drusen: a polynomial fitted to the RPE/BM rows from below.
 
     The posterior pole over a macular B-scan is close to a sphere cut by a plane, so a
@@ -89,22 +95,30 @@ def rpe_floor(bm: np.ndarray, *, degree: int = 2, iterations: int = 5) -> np.nda
     left out and the fit repeated, so drusen do not pull the floor up, nor a boundary lost
     in the choroid under a hole pull it down (the normal RPE floor as a smooth fit under the
     RPE, Chen et al., Med Image Anal 2013).
+    With ``lift_tol_px`` the fit is one-sided above: every point lifted more than that many
+    rows above the floor is left out, whatever the spread. A broad druse (a drusenoid
+    elevation over a third of the B-scan) widens the spread of the residuals until a
+    2.5 SD band keeps it, and the floor bends up into it; a fixed bound on the lift does not
+    widen with it (iterated up to ``2 * iterations`` times, as each fit sinks the floor).
     ``bm`` (n, w) rows, NaN where unknown; returns the floor rows, NaN where too few points.
     """
     n, w = bm.shape
     floor = np.full((n, w), np.nan)
     u = np.linspace(-1.0, 1.0, w)
+    rounds = iterations if lift_tol_px is None else 2 * iterations
     for b in range(n):
         keep = np.isfinite(bm[b])
         if keep.sum() < max(8, 4 * (degree + 1)):
             continue
-        for _ in range(iterations):
+        for _ in range(rounds):
             coef = np.polyfit(u[keep], bm[b, keep], degree)
             fit = np.polyval(coef, u)
             lift = fit - bm[b]  # rows above the floor (image rows grow downwards)
             r = lift[keep]
             sd = 1.4826 * float(np.median(np.abs(r - np.median(r))))
-            nxt = np.isfinite(bm[b]) & (np.abs(lift) < max(2.5 * sd, 1.0))
+            band = max(2.5 * sd, 1.0)
+            above = band if lift_tol_px is None else lift_tol_px
+            nxt = np.isfinite(bm[b]) & (lift < above) & (lift > -band)
             if nxt.sum() < max(8, 4 * (degree + 1)) or np.array_equal(nxt, keep):
                 break
             keep = nxt

@@ -7,8 +7,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from qmroct.results import MeasureInvocation, ResultStatus
 
 #: The version of each derived product's computation; part of the derive job's key.
-#: segmentation 2: the whole scan context; 3: the context without the raw B-scans.
-PRODUCT_VERSIONS: dict[str, str] = {"segmentation": "3"}
+#: segmentation 2: the whole scan context; 3: the context without the raw B-scans; 4: the
+#: retina checks stored with it (``retina_cnr``) leave wrapped A-scans out.
+PRODUCT_VERSIONS: dict[str, str] = {"segmentation": "4"}
 
 
 def product_version(product: str) -> str:
