@@ -265,6 +265,29 @@ def test_the_clamp_survives_storage() -> None:
     assert seg.clipped.any() and np.array_equal(back.clipped, seg.clipped)
 
 
+@pytest.mark.parametrize(
+    ("pattern", "seed"), [("line", 0), ("line", 2), ("ring", 0), ("volume", 2)]
+)
+def test_rnfl_beside_a_wrap_follows_the_truth(pattern: str, seed: int) -> None:
+    # Beside a wrap the retina climbs 2 to 3 rows per A-scan. Means along the image rows
+    # blended the thin RNFL with the GCL of neighbouring A-scans (the RNFL came out 5 to 24 px
+    # deep on the 40 A-scans next to the wrap); along the ILM the RNFL there is within the
+    # issue's 3 px target for the device's RNFL, as it is away from the wrap.
+    scan, _, truth = make_phantom(pattern, seed=seed, wrap=True)
+    seg = segment(scan)
+    clipped = seg.clipped
+    near = np.zeros_like(clipped)
+    for b, row in enumerate(clipped):
+        cols = np.flatnonzero(row)
+        if cols.size:
+            dist = np.abs(np.arange(row.size)[:, None] - cols[None, :]).min(axis=1)
+            near[b] = (dist > 0) & (dist <= 40)
+    assert near.sum() >= 40
+    err = np.abs(seg.rnfl - truth["RNFL"])
+    assert float(np.nanmean(err[near])) < 3.0
+    assert np.isfinite(seg.rnfl[near]).mean() > 0.95
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_ring_bm_holds_under_vessel_shadows(seed: int) -> None:
     # Vessels attenuate the RPE by 55 to 80 %: BM is found there as well as elsewhere (the

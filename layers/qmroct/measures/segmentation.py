@@ -86,7 +86,7 @@ class SegmentationPlausibility(SuiteMeasure):
     their share and the verdict reason names the exclusion (see :mod:`qmroct.metrics.disc`)."""
 
     name = "segmentation"
-    version = "1.1.0"
+    version = "1.2.0"
     criteria = ("A",)
     Params = SegmentationParams
     #: value name -> (unit, direction, meaning); drives the report and docs/measures.md

@@ -44,6 +44,11 @@ by ``CONFIDENT_STEP`` and clipped: 1 means both edges stand clear of the noise. 
 the retina was not found (the boundaries are NaN there) and halved where boundaries are out of
 order.
 
+Where the retina wraps, the lateral means under the ILM (the 5-A-scan box of step 1 and the
+``LATERAL`` means of steps 5 to 7) run along the ILM instead of along the rows (:func:`_along_ilm`):
+beside a wrap the retina climbs 2 to 3 rows per A-scan, and a mean along the rows blends the
+bands of neighbouring A-scans. B-scans without a wrap are segmented as before.
+
 Wrap: where tissue already fills the top rows (the retina cut off at the top, or folded back as
 the mirror image in steep myopic eyes), the ILM is clamped to exactly row 0 (a bound, not a
 finding; :attr:`Segmentation.clipped`), the RNFL is not known and the confidence is zero
@@ -61,6 +66,7 @@ from scipy import ndimage
 from qmroct.oct.model import IntensityScale, Scan, ScanPattern
 
 BOUNDARIES: tuple[str, ...] = ("ilm", "rnfl", "onl_top", "onl_bottom", "bm")
+LATERAL_BOX = 5  # A-scans of the lateral box filter of the smoothed image
 LATERAL = 11  # A-scans averaged for the weak inner edges (RNFL/GCL, OPL/ONL, ELM)
 RNFL_MAX_UM = 260.0  # deepest RNFL/GCL edge searched for (peripapillary RNFL, superior pole)
 CONFIDENT_STEP = 6.0  # step heights of this many noise SDs and more give confidence 1
@@ -123,8 +129,9 @@ class Segmentation:
         }
 
 
-def _prepare(scan: Scan) -> np.ndarray:
-    """Log-scaled, per-B-scan normalised, smoothed copy of the B-scans (float32)."""
+def _prepare(scan: Scan, *, lateral: bool = True) -> np.ndarray:
+    """Log-scaled, per-B-scan normalised, smoothed copy of the B-scans (float32); without
+    ``lateral``, smoothed along the A-scans only."""
     b = scan.bscans
     fill = np.nanmin(b) if np.isfinite(b).any() else 0.0
     x = np.where(np.isfinite(b), b, fill).astype(np.float32, copy=False)
@@ -138,7 +145,8 @@ def _prepare(scan: Scan) -> np.ndarray:
     # Box filters: cheap, separable; about 2 px axial and 5 A-scans lateral.
     axial = max(3, int(round(8.0 / scan.meta.spacing.axial_um)) | 1)
     x = _box_axial(x, axial)
-    x = ndimage.uniform_filter1d(x, size=5, axis=2, mode="nearest")
+    if lateral:
+        x = ndimage.uniform_filter1d(x, size=LATERAL_BOX, axis=2, mode="nearest")
     return x
 
 
@@ -272,6 +280,62 @@ def _edge_peak(edge: np.ndarray, rows: np.ndarray, hi: np.ndarray) -> np.ndarray
     return out
 
 
+def _ilm_shift(ilm_i: np.ndarray, clipped: np.ndarray) -> np.ndarray:
+    """Per A-scan of a B-scan whose retina wraps, the rows (float) from the B-scan's median
+    ILM row down to its own ILM, smoothed over ``LATERAL`` A-scans (a running median, then a
+    running mean): the shift that flattens the retina on its ILM. A clipped A-scan's ILM
+    belongs to the fold (:func:`_top_clipped`): it takes its nearest unclipped neighbour's
+    shift. B-scans without a wrap get no shift: they are segmented as they always were (their
+    retina runs at most a few rows over a lateral window)."""
+    n, w = ilm_i.shape
+    out = np.zeros((n, w), np.float32)
+    j = np.arange(w)
+    for b in range(n):
+        ok = ~clipped[b]
+        if ok.all() or not ok.any():
+            continue
+        ilm = ilm_i[b].astype(np.float64)
+        if not ok.all():
+            near = np.flatnonzero(ok)
+            right = near[np.clip(np.searchsorted(near, j), 0, near.size - 1)]
+            left = near[np.clip(np.searchsorted(near, j) - 1, 0, near.size - 1)]
+            ilm = ilm[np.where(np.abs(left - j) < np.abs(right - j), left, right)]
+        ilm = ndimage.median_filter(ilm, size=LATERAL, mode="nearest")
+        ilm = ndimage.uniform_filter1d(ilm, size=LATERAL, mode="nearest")
+        out[b] = ilm - np.median(ilm[ok])
+    return out
+
+
+def _shifted(a: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``a`` (n, h, w) with row ``r`` of each A-scan read at ``r + shift`` (linear
+    interpolation between rows; the edge rows repeat beyond the image)."""
+    h = a.shape[1]
+    pos = np.arange(h, dtype=np.float32)[None, :, None] + shift[:, None, :].astype(np.float32)
+    lo = np.floor(pos)
+    frac = (pos - lo).astype(np.float32)
+    i0 = np.clip(lo, 0, h - 1).astype(np.int32)
+    i1 = np.clip(lo + 1, 0, h - 1).astype(np.int32)
+    v0 = np.take_along_axis(a, i0, 1)
+    v1 = np.take_along_axis(a, i1, 1)
+    return v0 + frac * (v1 - v0)
+
+
+def _along_ilm(a: np.ndarray, shift: np.ndarray, size: int) -> np.ndarray:
+    """The mean of ``a`` (n, h, w) over ``size`` neighbouring A-scans along the ILM, not along
+    the image rows: each A-scan is shifted by ``shift`` rows (:func:`_ilm_shift`), averaged
+    laterally and shifted back (B-scans without a shift: along the rows). Where the retina
+    runs steeply (the flank of a wrap) a row-wise mean blends bands of A-scans rows apart and
+    moves the weak inner edges (flattening on a reference layer before the lateral search, as
+    in Garvin et al., IEEE TMI 2009; Lang et al., Biomed Opt Express 2013)."""
+    out = ndimage.uniform_filter1d(a, size=size, axis=2, mode="nearest")
+    moved = np.flatnonzero(shift.any(axis=1))
+    if moved.size:
+        s = shift[moved]
+        flat = ndimage.uniform_filter1d(_shifted(a[moved], s), size=size, axis=2, mode="nearest")
+        out[moved] = _shifted(flat, -s)
+    return out
+
+
 def _shadow_compensated(x: np.ndarray, ilm_i: np.ndarray, rpe_i: np.ndarray) -> np.ndarray:
     """The log image with vessel shadows lifted under the ILM (see the module docstring)."""
     rpe = _at(x, rpe_i)
@@ -336,7 +400,8 @@ def segment(scan: Scan) -> Segmentation:
     """Segment every B-scan of ``scan``; see the module docstring for the method."""
     n, h, w = scan.shape
     um = scan.meta.spacing.axial_um
-    x = _prepare(scan)
+    xa = _prepare(scan, lateral=False)
+    x = ndimage.uniform_filter1d(xa, size=LATERAL_BOX, axis=2, mode="nearest")
     # grad[r] = x[r + 1] - x[r]: an edge between rows r and r + 1 sits at r + 0.5.
     grad = np.empty_like(x)
     grad[:, :-1, :] = x[:, 1:, :] - x[:, :-1, :]
@@ -369,6 +434,15 @@ def segment(scan: Scan) -> Segmentation:
     ilm_i = _windowed_argmax(grad, first - win, first + win // 2 + 1)
     ilm = _refine(grad, ilm_i) + 0.5
     ilm_edge = np.take_along_axis(grad, ilm_i[:, None, :], 1)[:, 0]
+    # Where the retina wraps, every lateral mean under the ILM runs along the ILM
+    # (:func:`_along_ilm`), not along the rows: beside a wrap the retina climbs 2 to 3 rows
+    # per A-scan, and a mean along the rows blends the bands of neighbouring A-scans and
+    # moves the edges under the ILM (the RNFL by 5 to 24 px beside the phantoms' wraps).
+    shift = _ilm_shift(ilm_i, clipped)
+    if shift.any():
+        x = _along_ilm(xa, shift, LATERAL_BOX)
+        grad[:, :-1, :] = x[:, 1:, :] - x[:, :-1, :]
+    del xa
 
     # The outer bright bands (EZ, RPE) under the ILM, then BM as the steepest fall under them.
     min_ret = int(round(120.0 / um))
@@ -412,7 +486,7 @@ def segment(scan: Scan) -> Segmentation:
     onlb_hi = np.maximum(ez_i - max(1, int(round(10.0 / um))), onlb_lo + 1)
     # The layers are laterally smooth, so average the gradient over more A-scans first: a
     # speckle edge inside a noisy ONL must not pass for the ELM or the OPL/ONL edge.
-    rise = ndimage.uniform_filter1d(grad, size=LATERAL, axis=2, mode="nearest")
+    rise = _along_ilm(grad, shift, LATERAL)
     fall = -rise
     onlb_i = _strong_row(rise, onlb_lo, onlb_hi, frac=ELM_LEVEL)
     onlb_i = _guided(rise, onlb_i, max(1, int(round(ELM_BAND_UM / um))), onlb_lo, onlb_hi)
@@ -429,7 +503,7 @@ def segment(scan: Scan) -> Segmentation:
     rnfl_hi = np.maximum(np.minimum(ilm_i + int(round(RNFL_MAX_UM / um)), onlt_i - 1), ilm_i + 2)
     # The RNFL/GCL edge on the shadow-lifted image, laterally averaged like the other weak edges.
     xc = _shadow_compensated(x, ilm_i, rpe_i)
-    lat_c = ndimage.uniform_filter1d(xc, size=LATERAL, axis=2, mode="nearest")
+    lat_c = _along_ilm(xc, shift, LATERAL)
     fall_c = np.empty_like(lat_c)
     fall_c[:, :-1, :] = lat_c[:, :-1, :] - lat_c[:, 1:, :]
     fall_c[:, -1, :] = 0

@@ -8,8 +8,9 @@ from qmroct.results import MeasureInvocation, ResultStatus
 
 #: The version of each derived product's computation; part of the derive job's key.
 #: segmentation 2: the whole scan context; 3: the context without the raw B-scans; 4: the
-#: retina checks stored with it (``retina_cnr``) leave wrapped A-scans out.
-PRODUCT_VERSIONS: dict[str, str] = {"segmentation": "4"}
+#: retina checks stored with it (``retina_cnr``) leave wrapped A-scans out; 5: where the retina
+#: wraps, the lateral means under the ILM run along it.
+PRODUCT_VERSIONS: dict[str, str] = {"segmentation": "5"}
 
 
 def product_version(product: str) -> str:
