@@ -320,3 +320,39 @@ def test_a_measure_action_starts_without_the_libraries_it_does_not_use(repo_root
                                 check=True).stdout.split())  # fmt: skip
     assert {"qmroct.measures.context", "qmroct.oct.readers.dispatch"} <= loaded
     assert loaded.isdisjoint(heavy), sorted(loaded & heavy)
+
+
+_REFAULT = """
+import resource, sys
+import numpy as np
+if sys.argv[1] == "kept":
+    from qmroct.measures.action import warm
+    warm("completeness")
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+np.ones(64 << 20, dtype=np.uint8)  # a volume-sized block, allocated, touched and freed
+f0 = faults()
+np.ones(64 << 20, dtype=np.uint8)  # the same again: refaulted unless the heap kept it
+print(faults() - f0)
+"""
+
+
+@pytest.mark.parametrize("mode", ["kept", "default"])
+def test_a_warm_action_container_reuses_its_freed_memory(mode):
+    """After warm() (what a measure's __main__ runs at /init), a second volume-sized array
+    comes from memory the process already has: no page faults (qmroct.heap). Without it,
+    glibc maps and unmaps such a block each time and the 64 MiB are faulted in again."""
+    import os
+    import subprocess
+    import sys
+
+    # Plain pages in both runs, so that the faults count pages (huge pages fault 512 at once).
+    env = {**os.environ, "NUMPY_MADVISE_HUGEPAGE": "0"}
+    out = subprocess.run([sys.executable, "-c", _REFAULT, mode], capture_output=True,
+                         text=True, check=True, env=env).stdout  # fmt: skip
+    refaults = int(out.split()[-1])
+    pages = (64 << 20) // 4096
+    if mode == "kept":
+        assert refaults < pages // 20, refaults
+    else:
+        assert refaults > pages // 10, refaults

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from qmroct import pictures
 from qmroct.errors import QmroctError
+from qmroct.heap import keep_freed_memory
 from qmroct.limits import max_scan_bytes
 from qmroct.measures.base import Measure, get_measure, registry
 from qmroct.measures.context import ScanContext
@@ -142,7 +143,10 @@ def warm(measure: str | None = None) -> None:
     """Pay the one-off costs of a container at /init: its measure's module and what it
     imports (``measure``; else every measure of the registry). The Secondary Capture writer
     needs no warming: it encodes a fixed set of attributes itself (see
-    :mod:`qmroct.oct.writers.secondary_capture`)."""
+    :mod:`qmroct.oct.writers.secondary_capture`). The container keeps its freed memory for
+    the next activation (:mod:`qmroct.heap`): the context and the measure's arrays are
+    volume-sized, and faulting them in afresh for every scan costs system time."""
+    keep_freed_memory()
     if measure is None:
         registry()
     else:

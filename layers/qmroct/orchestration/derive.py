@@ -24,9 +24,13 @@ def _segmentation(data: bytes, name: str) -> bytes:
 
 def warm() -> None:
     """At /init: what the producers import (the scan readers, the scan context and the
-    segmentation), so the first activation runs as warm as the later ones."""
+    segmentation), so the first activation runs as warm as the later ones; and the
+    container keeps its freed memory for the next scan (:mod:`qmroct.heap`)."""
     import qmroct.measures.context  # noqa: F401
     import qmroct.oct.readers.dispatch  # noqa: F401
+    from qmroct.heap import keep_freed_memory
+
+    keep_freed_memory()
 
 
 #: product name -> function of (scan bytes, scan name) returning the product's bytes.
