@@ -271,6 +271,92 @@ def test_stored_context_reads_the_raw_bscans_from_the_scan_only_when_asked(phant
         _ = other.scan.bscans
 
 
+def _outputs_equal(a, b, name: str) -> None:
+    assert a.values == b.values, name
+    assert a.verdicts == b.verdicts, name
+    assert a.notes == b.notes, name
+    assert (a.picture_rgb is None) == (b.picture_rgb is None), name
+    if a.picture_rgb is not None:
+        assert np.array_equal(a.picture_rgb, b.picture_rgb), name
+
+
+def _without(stored: bytes, *members: str) -> bytes:
+    """The stored context with ``members`` left out: what an earlier product version stored."""
+    with np.load(io.BytesIO(stored), allow_pickle=False) as z:
+        kept = {k: z[k] for k in z.files if k not in members}
+    buf = io.BytesIO()
+    np.savez(buf, **kept)
+    return buf.getvalue()
+
+
+def test_every_measure_gives_the_same_result_from_the_stored_context_as_in_process(phantom_vol):
+    """Product version 4: the linear image is computed once by the derive action and stored;
+    every measure computed from the stored context (arrays viewed in the downloaded bytes,
+    nothing rebuilt that is stored) gives exactly what it gives in-process from the scan, as
+    ``qmroct measure run`` and the pool compute it. A version 3 context (no linear image) and a
+    compressed one load too, and give the same."""
+    from qmroct.measures.base import get_measure, registry
+    from qmroct.measures.context import ScanContext
+    from qmroct.metrics.intensity import to_linear
+    from qmroct.oct.readers import read_scan
+
+    scan = read_scan(phantom_vol[0], name="phantom.vol")
+    in_process = ScanContext.build(scan)
+    stored = in_process.to_bytes()
+    ctx = ScanContext.from_bytes(stored)
+    # Stored, and loaded as read-only views of the downloaded bytes, not copies.
+    assert "linear_and_name" in ctx.__dict__ and "retina" not in ctx.__dict__
+    linear, name = ctx.linear_and_name
+    assert not linear.flags.writeable and not linear.flags.owndata
+    assert not ctx.display.flags.writeable and not ctx.display.flags.owndata
+    expect, expect_name = to_linear(in_process.display, scan.meta.scale)
+    assert name == expect_name and np.array_equal(linear, expect, equal_nan=True)
+    v3 = _without(stored, "linear", "linear_name")
+    compressed = io.BytesIO()
+    with np.load(io.BytesIO(stored), allow_pickle=False) as z:
+        np.savez_compressed(compressed, **{k: z[k] for k in z.files})
+    for name in sorted(registry()):
+        m = get_measure(name)
+        params = m.parse_params(None)
+        want = m.compute(scan, params, {"context": ScanContext.build(scan)})
+        for blob in (stored, v3, compressed.getvalue()):
+            fresh = ScanContext.from_bytes(blob, source="ctx")
+            _outputs_equal(m.compute(fresh.scan, params, {"context": fresh}), want, name)
+
+
+def test_a_vendor_display_scan_stores_no_separate_linear_image(phantom_vol):
+    """Where the linear estimate is the display image itself (a vendor display map), storing
+    it again would double the download for nothing."""
+    from qmroct.measures.context import ScanContext
+    from qmroct.oct.model import IntensityScale, Scan
+    from qmroct.oct.readers import read_scan
+
+    read = read_scan(phantom_vol[0], name="phantom.vol")
+    meta = read.meta.model_copy(update={"scale": IntensityScale.DISPLAY_UINT8})
+    scan = Scan(meta=meta, bscans=read.bscans * 255.0 / np.nanmax(read.bscans))
+    stored = ScanContext.build(scan).to_bytes()
+    assert "linear" not in np.load(io.BytesIO(stored)).files
+    ctx = ScanContext.from_bytes(stored)
+    assert ctx.linear_and_name[1] == "display(unknown map)"
+    assert np.array_equal(ctx.linear_and_name[0], ctx.display, equal_nan=True)
+
+
+def test_a_stored_context_whose_member_lies_about_its_size_is_refused(phantom_vol):
+    from qmroct.errors import QmroctError
+    from qmroct.measures.context import ScanContext
+    from qmroct.oct.readers import read_scan
+
+    stored = ScanContext.build(read_scan(phantom_vol[0], name="phantom.vol")).to_bytes()
+    # The display member's .npy header claims one B-scan more than its bytes hold.
+    with np.load(io.BytesIO(stored), allow_pickle=False) as z:
+        n = z["display"].shape[0]
+    head = f"'shape': ({n}, ".encode()
+    assert stored.count(head) >= 1
+    forged = stored.replace(head, f"'shape': ({n + 1}, ".encode(), 1)
+    with pytest.raises(QmroctError, match="ctx of scan.vol"):
+        ScanContext.from_bytes(forged, source="ctx of scan.vol")
+
+
 def test_run_action_fails_on_a_corrupt_context_naming_the_scan(server, phantom_vol):
     from qmroct.measures.context import ScanContext
     from qmroct.oct.readers import read_scan

@@ -8,7 +8,9 @@ figure includes encoding its picture as PNG (shown apart as ``png``). Two column
 - ``suite``: as :func:`~qmroct.measures.runner.run_suite` computes it (``qmroct measure run``,
   the pool of ``qmroct bench compare``), with the context and its shared state already built;
 - ``alone``: from a freshly loaded stored context (:meth:`ScanContext.from_bytes`), as one
-  measure action computes it in the pipeline: the shared state it reads is rebuilt there.
+  measure action computes it in the pipeline: the shared state the context does not store is
+  rebuilt there. Loading the context is shown apart (``load stored context``, with its size):
+  every measure action pays it once.
 
 Every figure is the best of ``repeats`` runs, in CPU seconds (``time.process_time``), so a
 busy machine inflates it less than wall time; the load average is printed with it.
@@ -59,6 +61,9 @@ class SuiteCosts(BaseModel):
     segmentation_cpu_s: float
     context_cpu_s: float
     shared_cpu_s: float
+    stored_cpu_s: float = 0.0
+    stored_megabytes: float = 0.0
+    load_cpu_s: float = 0.0
     measures: dict[str, MeasureCost]
     pictures_png_cpu_s: float
     measures_cpu_s: float
@@ -79,6 +84,8 @@ class SuiteCosts(BaseModel):
             f"  {'segment()':24} {self.segmentation_cpu_s:7.3f}",
             f"  {'context (display image)':24} {self.context_cpu_s:7.3f}",
             f"  {'shared state':24} {self.shared_cpu_s:7.3f}  (masks, linear, disc, usable)",
+            f"  {'store context':24} {self.stored_cpu_s:7.3f}  ({self.stored_megabytes} MB)",
+            f"  {'load stored context':24} {self.load_cpu_s:7.3f}  (in each measure action)",
             f"  {'measure':24} {'suite':>7} {'png':>7} {'alone':>7}",
         ]
         for name, c in self.measures.items():
@@ -125,7 +132,12 @@ def _one_run(data: bytes, name: str, names: list[str]) -> tuple[Scan, dict[str, 
     for attr in SHARED_STATE:
         getattr(ctx, attr)
     f["shared"] = clock.lap()
+    clock.lap()
     stored = ctx.to_bytes()
+    f["store"] = clock.lap()
+    ScanContext.from_bytes(stored, bscans=lambda: scan.bscans)
+    f["load"] = clock.lap()
+    f["stored_mb"] = len(stored) / 1e6
     for n in names:
         m = get_measure(n)
         params = m.parse_params(None)
@@ -191,6 +203,9 @@ def suite_costs(
         segmentation_cpu_s=round(best["segment"], 4),
         context_cpu_s=round(best["context"], 4),
         shared_cpu_s=round(best["shared"], 4),
+        stored_cpu_s=round(best["store"], 4),
+        stored_megabytes=round(best["stored_mb"], 1),
+        load_cpu_s=round(best["load"], 4),
         measures=measures,
         pictures_png_cpu_s=round(sum(best[f"png:{n}"] for n in names), 4),
         measures_cpu_s=round(total, 4),

@@ -9,8 +9,9 @@ from qmroct.results import MeasureInvocation, ResultStatus
 #: The version of each derived product's computation; part of the derive job's key.
 #: segmentation 2: the whole scan context; 3: the context without the raw B-scans; 4: the
 #: retina checks stored with it (``retina_cnr``) leave wrapped A-scans out; 5: where the retina
-#: wraps, the lateral means under the ILM run along it.
-PRODUCT_VERSIONS: dict[str, str] = {"segmentation": "5"}
+#: wraps, the lateral means under the ILM run along it; 6: with the linear image the measures
+#: read (``qmroct.measures.context``).
+PRODUCT_VERSIONS: dict[str, str] = {"segmentation": "6"}
 
 
 def product_version(product: str) -> str:
