@@ -343,7 +343,10 @@ def _shadow_compensated(x: np.ndarray, ilm_i: np.ndarray, rpe_i: np.ndarray) -> 
     deficit = np.minimum(rpe - typical, 0.0)
     rows = np.arange(x.shape[1], dtype=np.int32)[None, :, None]
     under = rows > (ilm_i + 1)[:, None, :]
-    return x - np.where(under, deficit[:, None, :], 0.0).astype(np.float32)
+    # x - deficit under the ILM, x itself above it (x - 0 is x): one pass, no temporaries.
+    out = x.copy()
+    np.subtract(x, deficit[:, None, :].astype(np.float32), out=out, where=under)
+    return out
 
 
 def _rnfl_half_rows(
@@ -570,9 +573,11 @@ def _top_clipped(
     start = np.minimum(start, h // 8) + axial // 2
     rows = np.mean([_at(x, start + k) for k in range(TOP_ROWS)], axis=0)
     level = (bg + 0.25 * (fg - bg))[:, None]
-    # Mean of x over rows [start, first) per A-scan, from cumulative sums.
-    csum = np.concatenate([np.zeros_like(x[:, :1]), np.cumsum(x, axis=1)], axis=1)
+    # Mean of x over rows [start, first) per A-scan, from cumulative sums: only as deep as
+    # the deepest row asked for (the sums above it are the same, added in the same order).
     stop = np.maximum(first, start + TOP_ROWS)
+    deepest = int(min(h, max(int(stop.max()), int(start.max()))))
+    csum = np.concatenate([np.zeros_like(x[:, :1]), np.cumsum(x[:, :deepest], axis=1)], axis=1)
     span = (_at(csum, stop) - _at(csum, start)) / (stop - start)
     hit = (rows > level) & (span > level)
     if not hit.any():
