@@ -309,6 +309,8 @@ def test_every_measure_gives_the_same_result_from_the_stored_context_as_in_proce
     linear, name = ctx.linear_and_name
     assert not linear.flags.writeable and not linear.flags.owndata
     assert not ctx.display.flags.writeable and not ctx.display.flags.owndata
+    # The small arrays are the context's own: a segmentation kept alone holds no 50 MB object.
+    assert all(getattr(ctx.segmentation, k).flags.owndata for k in ("ilm", "bm", "confidence"))
     expect, expect_name = to_linear(in_process.display, scan.meta.scale)
     assert name == expect_name and np.array_equal(linear, expect, equal_nan=True)
     v3 = _without(stored, "linear", "linear_name")

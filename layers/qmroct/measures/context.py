@@ -266,7 +266,12 @@ class ScanContext:
         if display.ndim != 3:
             raise QmroctError(f"{source}: display must be 3-D (n, h, w), got {display.shape}")
         meta = ScanMeta.model_validate_json(str(a["meta"]))
-        device = {k.removeprefix(_DEVICE): v for k, v in a.items() if k.startswith(_DEVICE)}
+        # The small arrays are copied (well under 1 MB): a segmentation kept after the context
+        # (the web view caches one per scan) must not hold the whole downloaded object alive.
+        # The volume-sized ones (display, linear) stay views of it.
+        device = {
+            k.removeprefix(_DEVICE): np.array(v) for k, v in a.items() if k.startswith(_DEVICE)
+        }
         scan: Scan
         if "bscans" in a:  # stored before product version 3
             scan = Scan(meta=meta, bscans=a["bscans"], segmentation=device, fundus=a.get("fundus"))
@@ -277,7 +282,7 @@ class ScanContext:
         else:
             shape = tuple(int(x) for x in display.shape)
             scan = StoredScan(meta, shape, device, a.get("fundus"), bscans, source)  # type: ignore[arg-type]
-        seg = Segmentation(**{k: a[_SEG + k] for k in (*BOUNDARIES, "confidence")})
+        seg = Segmentation(**{k: np.array(a[_SEG + k]) for k in (*BOUNDARIES, "confidence")})
         ctx = cls(scan=scan, segmentation=seg, display=display, scale_used=str(a["scale_used"]))
         # A cached_property is an instance attribute once set: the stored values are reused.
         for name in ("retina_fraction", "retina_cnr"):
