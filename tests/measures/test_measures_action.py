@@ -290,10 +290,10 @@ def _without(stored: bytes, *members: str) -> bytes:
 
 
 def test_every_measure_gives_the_same_result_from_the_stored_context_as_in_process(phantom_vol):
-    """Product version 4: the linear image is computed once by the derive action and stored;
+    """Product version 6: the linear image is computed once by the derive action and stored;
     every measure computed from the stored context (arrays viewed in the downloaded bytes,
     nothing rebuilt that is stored) gives exactly what it gives in-process from the scan, as
-    ``qmroct measure run`` and the pool compute it. A version 3 context (no linear image) and a
+    ``qmroct measure run`` and the pool compute it. An earlier context (no linear image) and a
     compressed one load too, and give the same."""
     from qmroct.measures.base import get_measure, registry
     from qmroct.measures.context import ScanContext
