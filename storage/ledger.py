@@ -211,7 +211,8 @@ def claim_sql(kinds_clause: str, dialect: str) -> str:
     return (
         f"UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_token = {token},"
         " leased_at = :now, lease_expires = :exp, activation_id = NULL, updated_at = :now"
-        " WHERE job_key " + keys.format(f"SELECT q.job_key FROM ({chosen}) q LIMIT {room}")
+        " WHERE job_key "
+        + keys.format(f"SELECT q.job_key FROM ({chosen}) q LIMIT {room}")
         + f" RETURNING *, {needs} AS needs_list"
     )
 

@@ -120,9 +120,7 @@ def test_scheduling_cpu_keeps_the_cpu_of_containers_that_are_gone() -> None:
     from qmroct.embedded.backfill_bench import BenchStack
 
     burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", burn + "time.sleep(30)"]) for _ in range(2)
-    ]
+    procs = [subprocess.Popen([sys.executable, "-c", burn + "time.sleep(30)"]) for _ in range(2)]
     containers = [
         SimpleNamespace(pid=p.pid, key=f"guest/qmroct/{name}@0")
         for p, name in zip(procs, ("scheduler", "record-result"), strict=True)
