@@ -246,6 +246,8 @@ def _print_real(real) -> None:
             f"  without {lo.scan}: margin {lo.margin_without:.2g}, S concordance "
             f"{orders or 'n/a'}, repeat pairs {lo.retest_pairs_without} ({retest})"
         )
+        if lo.letters:
+            click.echo(f"    {lo.scan}'s own letters (the same with or without the others):")
         for letter, line in lo.letters.items():
             click.echo(f"      {letter}: {line}")
 
