@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,34 @@ def _ledger(settings: Settings) -> Any:
     from qmroct.storage.ledger import Ledger
 
     return Ledger.open(settings.effective_ledger_url())
+
+
+@contextlib.contextmanager
+def _bench_ledger(ledger_url: str, prefix: str) -> Iterator[Any]:
+    """The ledger a ledger-only bench fills: ``ledger_url``, or a throwaway SQLite file that
+    is removed afterwards."""
+    import shutil
+    import tempfile
+
+    from qmroct.storage.ledger import Ledger
+
+    scratch = None if ledger_url else tempfile.mkdtemp(prefix=prefix)
+    ledger = Ledger.open(ledger_url or f"sqlite:///{scratch}/ledger.sqlite3")
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _echo_figures(figures: Any, as_json: bool, width: int) -> None:
+    """A bench's figures: one JSON document, or a right-aligned ``name: value`` per line."""
+    if as_json:
+        click.echo(figures.model_dump_json())
+    else:
+        for k, v in figures.model_dump().items():
+            click.echo(f"{k:>{width}}: {v}")
 
 
 def _publish(name: str, version: str, state: str, fields: dict[str, Any]) -> None:
@@ -128,11 +158,7 @@ def bench_backfill_cmd(
         )
         drain.finish()
         # Printed before the home (gigabytes) is removed, which takes a while.
-        if as_json:
-            click.echo(figures.model_dump_json())
-        else:
-            for k, v in figures.model_dump().items():
-                click.echo(f"{k:>26}: {v}")
+        _echo_figures(figures, as_json, 26)
 
 
 @click.command("claim")
@@ -162,16 +188,9 @@ def bench_claim_cmd(ledger_url: str, jobs: int, samples: int, mode: str, as_json
     used; and the load average. The jobs stay in the ledger: point --ledger at a scratch
     database.
     """
-    import shutil
-    import tempfile
-
     from qmroct.storage.bench import run_claim_bench
-    from qmroct.storage.ledger import Ledger
 
-    scratch = None if ledger_url else tempfile.mkdtemp(prefix="qmroct-claim-")
-    url = ledger_url or f"sqlite:///{scratch}/ledger.sqlite3"
-    ledger = Ledger.open(url)
-    try:
+    with _bench_ledger(ledger_url, "qmroct-claim-") as ledger:
         figures = run_claim_bench(
             ledger,
             queued=jobs,
@@ -179,15 +198,7 @@ def bench_claim_cmd(ledger_url: str, jobs: int, samples: int, mode: str, as_json
             mode=mode,
             progress=lambda m: click.echo(m, err=True),
         )
-    finally:
-        ledger.close()
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-    if as_json:
-        click.echo(figures.model_dump_json())
-    else:
-        for k, v in figures.model_dump().items():
-            click.echo(f"{k:>20}: {v}")
+    _echo_figures(figures, as_json, 20)
 
 
 @click.command("drain")
@@ -210,28 +221,13 @@ def bench_drain_cmd(ledger_url: str, scans: int, cap: int, as_json: bool) -> Non
     Every derive job is claimed before the first measure job, so compare within a kind.
     The jobs stay in the ledger: point --ledger at a scratch database.
     """
-    import shutil
-    import tempfile
-
     from qmroct.storage.bench import run_drain_bench
-    from qmroct.storage.ledger import Ledger
 
-    scratch = None if ledger_url else tempfile.mkdtemp(prefix="qmroct-drain-")
-    url = ledger_url or f"sqlite:///{scratch}/ledger.sqlite3"
-    ledger = Ledger.open(url)
-    try:
+    with _bench_ledger(ledger_url, "qmroct-drain-") as ledger:
         figures = run_drain_bench(
             ledger, scans=scans, cap=cap, progress=lambda m: click.echo(m, err=True)
         )
-    finally:
-        ledger.close()
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-    if as_json:
-        click.echo(figures.model_dump_json())
-    else:
-        for k, v in figures.model_dump().items():
-            click.echo(f"{k:>28}: {v}")
+    _echo_figures(figures, as_json, 28)
 
 
 def register(cli: click.Group, groups: dict[str, click.Group]) -> None:
